@@ -724,17 +724,24 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 fn transport_error(op: Operation, url: &Url, error: &reqwest::Error, timeout: Duration) -> Error {
+    let (url, message) = (redact(url), error_chain(error));
     if error.is_timeout() {
         Error::Timeout {
             operation: op,
-            url: redact(url),
+            url,
             timeout,
         }
-    } else {
+    } else if error.is_connect() {
         Error::Connection {
             operation: op,
-            url: redact(url),
-            message: error_chain(error),
+            url,
+            message,
+        }
+    } else {
+        Error::Interrupted {
+            operation: op,
+            url,
+            message,
         }
     }
 }

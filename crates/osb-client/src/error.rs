@@ -124,9 +124,20 @@ impl fmt::Display for BrokerError {
 pub enum Error {
     #[error("invalid broker client configuration: {0}")]
     Config(String),
-    /// Connection refused or reset, DNS failure, TLS handshake failure (e.g. an unknown CA).
-    #[error("{operation}: could not talk to the broker at {url}: {message}")]
+    /// The request never reached the broker: connection refused, DNS failure, TLS handshake
+    /// failure (e.g. a certificate from an unknown CA).
+    #[error("{operation}: could not connect to the broker at {url}: {message}")]
     Connection {
+        operation: Operation,
+        url: String,
+        message: String,
+    },
+    /// The request was sent but the answer was cut off (connection dropped mid-response): the
+    /// broker may have acted on it, as after a timeout.
+    #[error(
+        "{operation}: the connection to the broker at {url} broke before a full answer: {message}"
+    )]
+    Interrupted {
         operation: Operation,
         url: String,
         message: String,
@@ -161,6 +172,7 @@ impl Error {
     pub fn operation(&self) -> Option<Operation> {
         match self {
             Self::Connection { operation, .. }
+            | Self::Interrupted { operation, .. }
             | Self::Timeout { operation, .. }
             | Self::MalformedResponse { operation, .. }
             | Self::ResponseTooLarge { operation, .. } => Some(*operation),
@@ -205,12 +217,15 @@ impl Error {
     /// The spec's orphan-mitigation table: must the platform now delete what it asked for (and
     /// keep deleting until the broker confirms), because the broker may have created it?
     ///
-    /// Yes for provision and bind on a timeout or a 201/202 with a malformed body; yes for
+    /// Yes for provision and bind on a timeout (or an answer cut off, which leaves the platform
+    /// just as unsure) or a 201/202 with a malformed body; yes for
     /// provision, deprovision, bind and unbind on a 5xx or an unexpected 2xx. Never for a 200
     /// (even malformed), a 408 or any other 4xx, and never for updates or reads.
     pub fn requires_orphan_mitigation(&self) -> bool {
         match self {
-            Self::Timeout { operation, .. } => operation.creates(),
+            Self::Timeout { operation, .. } | Self::Interrupted { operation, .. } => {
+                operation.creates()
+            }
             Self::Broker(e) => {
                 e.operation.creates_or_deletes()
                     && ((500..=599).contains(&e.status) || (200..=299).contains(&e.status))
@@ -233,7 +248,7 @@ impl Error {
     /// retriable only with `accepts_incomplete=true`, so it is not retriable as is.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Self::Connection { .. } | Self::Timeout { .. } => true,
+            Self::Connection { .. } | Self::Interrupted { .. } | Self::Timeout { .. } => true,
             Self::Broker(e) => match e.status {
                 408 | 429 => true,
                 500..=599 => true,
@@ -285,6 +300,14 @@ mod tests {
         for (error, why) in [
             (timeout(Provision), "provision timeout"),
             (timeout(Bind), "bind timeout"),
+            (
+                Error::Interrupted {
+                    operation: Provision,
+                    url: "u".into(),
+                    message: "reset".into(),
+                },
+                "provision cut off",
+            ),
             (malformed(Provision, 201), "provision 201 malformed"),
             (malformed(Provision, 202), "provision 202 malformed"),
             (malformed(Bind, 201), "bind 201 malformed"),
@@ -312,6 +335,14 @@ mod tests {
             (timeout(Unbind), "unbind timeout"),
             (malformed(Update, 202), "update 202 malformed"),
             (broker(GetCatalog, 500, None), "catalog 5xx"),
+            (
+                Error::Connection {
+                    operation: Provision,
+                    url: "u".into(),
+                    message: "refused".into(),
+                },
+                "never reached the broker",
+            ),
         ] {
             assert!(!error.requires_orphan_mitigation(), "{why}");
         }

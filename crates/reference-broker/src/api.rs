@@ -2,7 +2,7 @@
 //! and the `/admin/faults` endpoint. Behaviour lives in [`crate::broker`]; this module only
 //! translates between HTTP and [`Reply`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -14,7 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use osb_client::{API_VERSION_HEADER, ORIGINATING_IDENTITY_HEADER, OriginatingIdentity};
+use osb_client::{
+    API_VERSION_HEADER, ORIGINATING_IDENTITY_HEADER, OriginatingIdentity, REQUEST_IDENTITY_HEADER,
+};
 use serde_json::{Value, json};
 
 use crate::broker::{Broker, Reply};
@@ -37,6 +39,33 @@ pub struct AppState {
     pub broker: Mutex<Broker>,
     pub faults: Faults,
     pub credentials: Option<BasicCredentials>,
+    /// The last OSB requests, newest last, for platforms' tests to inspect what they sent.
+    pub requests: Mutex<VecDeque<RecordedRequest>>,
+}
+
+impl AppState {
+    pub fn new(broker: Broker, credentials: Option<BasicCredentials>) -> Self {
+        Self {
+            broker: Mutex::new(broker),
+            faults: Faults::default(),
+            credentials,
+            requests: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+/// How many requests `/admin/requests` remembers.
+const RECORDED_REQUESTS: usize = 256;
+
+/// What a platform sent, minus the body and credentials.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub api_version: Option<String>,
+    pub request_identity: Option<String>,
+    pub originating_identity: Option<Value>,
 }
 
 type Shared = Arc<AppState>;
@@ -77,19 +106,19 @@ pub fn router(state: Shared) -> Router {
             get(binding_last_operation),
         )
         .layer(middleware::from_fn_with_state(state.clone(), osb_checks));
-    let admin = Router::new().route(
-        "/admin/faults",
-        get(list_faults).post(add_fault).delete(clear_faults),
-    );
+    let admin = Router::new()
+        .route(
+            "/admin/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
+        .route("/admin/requests", get(list_requests).delete(clear_requests));
     Router::new()
         .merge(osb)
         .merge(admin)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/healthz", get(|| async { "ok" }))
         .route("/dashboard/{instance_id}", get(dashboard))
-        .fallback(|| async {
-            Reply::error(StatusCode::NOT_FOUND, None, "no such endpoint")
-        })
+        .fallback(|| async { Reply::error(StatusCode::NOT_FOUND, None, "no such endpoint") })
         .with_state(state)
 }
 
@@ -135,10 +164,30 @@ async fn authenticate(State(state): State<Shared>, request: Request, next: Next)
 /// The spec's platform-facing checks, then any injected fault.
 async fn osb_checks(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    let version = headers
-        .get(API_VERSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let header_text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let version = header_text(API_VERSION_HEADER);
+    let recorded = RecordedRequest {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+        query: request.uri().query().map(str::to_owned),
+        api_version: version.clone(),
+        request_identity: header_text(REQUEST_IDENTITY_HEADER),
+        originating_identity: header_text(ORIGINATING_IDENTITY_HEADER)
+            .and_then(|v| OriginatingIdentity::parse(&v).ok())
+            .map(|i| json!({"platform": i.platform, "value": i.value})),
+    };
+    {
+        let mut requests = state.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if requests.len() == RECORDED_REQUESTS {
+            requests.pop_front();
+        }
+        requests.push_back(recorded);
+    }
     match version.as_deref().map(|v| v.split('.').next()) {
         Some(Some("2")) => {}
         Some(_) => {
@@ -334,7 +383,11 @@ async fn add_fault(State(state): State<Shared>, body: Bytes) -> Reply {
         }
     };
     if let Err(reason) = fault.check() {
-        return Reply::error(StatusCode::BAD_REQUEST, None, format!("invalid fault: {reason}"));
+        return Reply::error(
+            StatusCode::BAD_REQUEST,
+            None,
+            format!("invalid fault: {reason}"),
+        );
     }
     state.faults.add(fault.clone());
     Reply::new(StatusCode::CREATED, json!(fault))
@@ -342,6 +395,20 @@ async fn add_fault(State(state): State<Shared>, body: Bytes) -> Reply {
 
 async fn clear_faults(State(state): State<Shared>) -> StatusCode {
     state.faults.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn list_requests(State(state): State<Shared>) -> Reply {
+    let requests = state.requests.lock().unwrap_or_else(|e| e.into_inner());
+    Reply::new(StatusCode::OK, json!(*requests))
+}
+
+async fn clear_requests(State(state): State<Shared>) -> StatusCode {
+    state
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     StatusCode::NO_CONTENT
 }
 

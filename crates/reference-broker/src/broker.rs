@@ -120,7 +120,10 @@ fn now_ms() -> u64 {
 }
 
 fn short(id: &str) -> String {
-    id.chars().filter(char::is_ascii_alphanumeric).take(8).collect()
+    id.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect()
 }
 
 fn operation_id(kind: &str) -> String {
@@ -236,7 +239,6 @@ impl Broker {
             update: None,
         }
     }
-
 
     /// Completes the instance's operation if its time has come.
     fn settle_instance(&mut self, instance_id: &str) -> Result<(), Reply> {
@@ -359,12 +361,10 @@ impl Broker {
         if behaviour.asynchronous && !accepts_incomplete {
             return Err(Reply::async_required());
         }
-        if !behaviour.asynchronous && let Some(reason) = &behaviour.fail_provision {
-            return Err(Reply::error(
-                StatusCode::BAD_REQUEST,
-                None,
-                reason.clone(),
-            ));
+        if !behaviour.asynchronous
+            && let Some(reason) = &behaviour.fail_provision
+        {
+            return Err(Reply::error(StatusCode::BAD_REQUEST, None, reason.clone()));
         }
         let mut operation =
             self.new_operation(OperationKind::Provision, &behaviour, behaviour.asynchronous);
@@ -462,7 +462,10 @@ impl Broker {
             return Err(Reply::error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,
-                format!("plan changes are not supported for service {:?}", service.name),
+                format!(
+                    "plan changes are not supported for service {:?}",
+                    service.name
+                ),
             ));
         }
         check_maintenance_info(request.maintenance_info.as_ref(), target_plan)?;
@@ -479,7 +482,8 @@ impl Broker {
             return Err(Reply::async_required());
         }
         let mut record = instance.clone();
-        let mut operation = self.new_operation(OperationKind::Update, &current_behaviour, asynchronous);
+        let mut operation =
+            self.new_operation(OperationKind::Update, &current_behaviour, asynchronous);
         if asynchronous {
             operation.update = Some(update);
         } else {
@@ -648,7 +652,8 @@ impl Broker {
                 plan.name
             )));
         }
-        let rotation = body.get("predecessor_binding_id").is_some() && body.get("service_id").is_none();
+        let rotation =
+            body.get("predecessor_binding_id").is_some() && body.get("service_id").is_none();
         let (parameters, predecessor) = if rotation {
             let request: RotateBindingRequest = parse_body(body)?;
             if plan.binding_rotatable != Some(true) {
@@ -657,7 +662,10 @@ impl Broker {
                     plan.name
                 )));
             }
-            let key = (instance_id.to_owned(), request.predecessor_binding_id.clone());
+            let key = (
+                instance_id.to_owned(),
+                request.predecessor_binding_id.clone(),
+            );
             let Some(predecessor) = self.bindings.get(&key).filter(|b| b.phase == Phase::Ready)
             else {
                 return Err(Reply::bad_request(format!(
@@ -691,7 +699,9 @@ impl Broker {
                 .as_ref()
                 .filter(|op| op.state == OperationState::InProgress);
             return match in_progress {
-                Some(op) if op.kind == OperationKind::Unbind => Err(Reply::concurrency("this binding")),
+                Some(op) if op.kind == OperationKind::Unbind => {
+                    Err(Reply::concurrency("this binding"))
+                }
                 _ if !identical => Err(Reply::empty(StatusCode::CONFLICT)),
                 Some(op) => Ok(operation_reply(op)),
                 None => Ok(Reply::new(StatusCode::OK, json!(existing.response))),
@@ -756,7 +766,11 @@ impl Broker {
                 .and_then(|p| p.get("readOnly"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let host = format!("{}-{}.reference-broker.local", service.name, short(&instance.id));
+            let host = format!(
+                "{}-{}.reference-broker.local",
+                service.name,
+                short(&instance.id)
+            );
             let database = format!("db_{}", short(&instance.id));
             let username = format!(
                 "{}_{}",

@@ -83,11 +83,12 @@ impl BrokerCatalog {
         })?;
         validate_catalog(&value)?;
         for (s, service) in catalog.services.iter().enumerate() {
-            behaviour::<ServiceBehaviour>(&service.extra)
-                .map_err(|message| CatalogError::Behaviour {
+            behaviour::<ServiceBehaviour>(&service.extra).map_err(|message| {
+                CatalogError::Behaviour {
                     path: format!("services[{s}].{BEHAVIOUR_KEY}"),
                     message,
-                })?;
+                }
+            })?;
             for (p, plan) in service.plans.iter().enumerate() {
                 behaviour::<PlanBehaviour>(&plan.extra).map_err(|message| {
                     CatalogError::Behaviour {
@@ -260,10 +261,18 @@ mod tests {
         let services = &catalog.catalog.services;
         assert_eq!(services.len(), 2);
         let ups = &services[0];
-        assert_eq!(ups.plans.len(), 1, "the walkthrough relies on plan defaulting");
+        assert_eq!(
+            ups.plans.len(),
+            1,
+            "the walkthrough relies on plan defaulting"
+        );
         assert!(service_behaviour(ups).user_provided);
         let db = &services[1];
-        assert!(db.plans.iter().all(|p| p.instance_create_schema().is_some()));
+        assert!(
+            db.plans
+                .iter()
+                .all(|p| p.instance_create_schema().is_some())
+        );
         assert!(plan_behaviour(&db.plans[1]).asynchronous);
         assert!(!plan_behaviour(&db.plans[0]).asynchronous);
         assert_eq!(db.plans[0].binding_rotatable, Some(true));
@@ -279,21 +288,42 @@ mod tests {
             &yaml,
             "services:\n- id: s1\n  name: svc\n  description: d\n  bindable: true\n  plans:\n  - {id: p1, name: small, description: d}\n",
         )?;
-        assert_eq!(BrokerCatalog::load(&yaml)?.catalog.services[0].plans[0].id, "p1");
+        assert_eq!(
+            BrokerCatalog::load(&yaml)?.catalog.services[0].plans[0].id,
+            "p1"
+        );
 
         let json = dir.path().join("catalog.json");
-        std::fs::write(&json, r#"{"services":[{"id":"s1","name":"svc","bindable":true,"plans":[{"name":"p"}]}]}"#)?;
-        let error = BrokerCatalog::load(&json).err().map(|e| e.to_string()).unwrap_or_default();
+        std::fs::write(
+            &json,
+            r#"{"services":[{"id":"s1","name":"svc","bindable":true,"plans":[{"name":"p"}]}]}"#,
+        )?;
+        let error = BrokerCatalog::load(&json)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(error.contains("services[0].description"), "{error}");
         assert!(error.contains("services[0].plans[0].id"), "{error}");
 
-        std::fs::write(&json, r#"{"services":[{"id":"s1","name":"svc","description":"d","bindable":true,
-            "plans":[{"id":"p","name":"p","description":"d","x-reference-broker":{"asinc":true}}]}]}"#)?;
-        let error = BrokerCatalog::load(&json).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(error.contains("plans[0].x-reference-broker") && error.contains("asinc"), "{error}");
+        std::fs::write(
+            &json,
+            r#"{"services":[{"id":"s1","name":"svc","description":"d","bindable":true,
+            "plans":[{"id":"p","name":"p","description":"d","x-reference-broker":{"asinc":true}}]}]}"#,
+        )?;
+        let error = BrokerCatalog::load(&json)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("plans[0].x-reference-broker") && error.contains("asinc"),
+            "{error}"
+        );
 
         std::fs::write(&json, "{not json")?;
-        assert!(matches!(BrokerCatalog::load(&json), Err(CatalogError::Parse { .. })));
+        assert!(matches!(
+            BrokerCatalog::load(&json),
+            Err(CatalogError::Parse { .. })
+        ));
         assert!(matches!(
             BrokerCatalog::load(&dir.path().join("missing.json")),
             Err(CatalogError::Read { .. })

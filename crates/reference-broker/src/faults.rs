@@ -52,9 +52,17 @@ impl Endpoint {
             (&Method::GET, ["v2", "service_instances", _, "service_bindings", _]) => {
                 Some(Self::FetchBinding)
             }
-            (&Method::GET, ["v2", "service_instances", _, "service_bindings", _, "last_operation"]) => {
-                Some(Self::BindingLastOperation)
-            }
+            (
+                &Method::GET,
+                [
+                    "v2",
+                    "service_instances",
+                    _,
+                    "service_bindings",
+                    _,
+                    "last_operation",
+                ],
+            ) => Some(Self::BindingLastOperation),
             _ => None,
         }
     }
@@ -142,13 +150,17 @@ impl Fault {
             ) if StatusCode::from_u16(*status).is_err() || *status < 200 => {
                 Err(format!("status {status} is not a valid final HTTP status"))
             }
-            Some(FaultResponse::Raw { size: Some(size), .. }) if *size > MAX_FAULT_BODY => Err(
-                format!("size {size} is larger than the {MAX_FAULT_BODY}-byte maximum"),
-            ),
+            Some(FaultResponse::Raw {
+                size: Some(size), ..
+            }) if *size > MAX_FAULT_BODY => Err(format!(
+                "size {size} is larger than the {MAX_FAULT_BODY}-byte maximum"
+            )),
             Some(FaultResponse::Raw { content_type, .. })
                 if header::HeaderValue::from_str(content_type).is_err() =>
             {
-                Err(format!("content type {content_type:?} is not a valid header value"))
+                Err(format!(
+                    "content type {content_type:?} is not a valid header value"
+                ))
             }
             _ if self.times == Some(0) => Err("times must be at least 1".into()),
             _ => Ok(()),
@@ -279,10 +291,19 @@ mod tests {
     #[test]
     fn requests_are_classified_by_method_and_path() {
         let id = "/v2/service_instances/i1";
-        assert_eq!(Endpoint::classify(&Method::PUT, id), Some(Endpoint::Provision));
-        assert_eq!(Endpoint::classify(&Method::PATCH, id), Some(Endpoint::Update));
         assert_eq!(
-            Endpoint::classify(&Method::GET, "/v2/service_instances/i/service_bindings/b/last_operation"),
+            Endpoint::classify(&Method::PUT, id),
+            Some(Endpoint::Provision)
+        );
+        assert_eq!(
+            Endpoint::classify(&Method::PATCH, id),
+            Some(Endpoint::Update)
+        );
+        assert_eq!(
+            Endpoint::classify(
+                &Method::GET,
+                "/v2/service_instances/i/service_bindings/b/last_operation"
+            ),
             Some(Endpoint::BindingLastOperation)
         );
         assert_eq!(Endpoint::classify(&Method::GET, "/admin/faults"), None);
@@ -295,7 +316,9 @@ mod tests {
             "endpoint": "provision", "times": 2,
             "response": {"kind": "error", "status": 500}
         }))?);
-        faults.add(serde_json::from_value(json!({"endpoint": "*", "latency_ms": 5}))?);
+        faults.add(serde_json::from_value(
+            json!({"endpoint": "*", "latency_ms": 5}),
+        )?);
         assert!(faults.decide(Endpoint::Provision).response.is_some());
         assert!(faults.decide(Endpoint::Provision).response.is_some());
         let third = faults.decide(Endpoint::Provision);

@@ -5,7 +5,8 @@
 //!   (`202` + `last_operation` + `Retry-After`), fetch instance/binding, binding rotation,
 //!   `maintenance_info` checks and basic auth.
 //! - State in a SQLite file, so a restarted broker remembers what it provisioned.
-//! - Fault injection at run time through `/admin/faults` (see [`faults`]).
+//! - Fault injection at run time through `/admin/faults` (see [`faults`]), and the last requests
+//!   (headers, not bodies) at `/admin/requests` for platforms' tests to check what they sent.
 //!
 //! [`start`] runs it on a listener inside the caller's tokio runtime (what `service-catalog up`
 //! does); the `reference-broker` binary wraps it for the command line.
@@ -19,7 +20,7 @@ mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -109,15 +110,15 @@ pub async fn start(config: BrokerConfig, listen: SocketAddr) -> Result<RunningBr
         addr: listen,
         source,
     })?;
-    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let url = format!("{scheme}://{addr}");
     let store = store::Store::open(config.state_file.as_deref())?;
     let broker = broker::Broker::new(config.catalog, store, config.tuning, url.clone())?;
-    let state = Arc::new(api::AppState {
-        broker: Mutex::new(broker),
-        faults: faults::Faults::default(),
-        credentials: config.credentials,
-    });
+    let state = Arc::new(api::AppState::new(broker, config.credentials));
     let app = api::router(state);
     let (shutdown, stopped) = oneshot::channel::<()>();
     let stop = async {
@@ -125,12 +126,16 @@ pub async fn start(config: BrokerConfig, listen: SocketAddr) -> Result<RunningBr
     };
     let task = match &config.tls {
         None => tokio::spawn(async move {
-            axum::serve(listener, app).with_graceful_shutdown(stop).await
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
         }),
         Some(files) => {
             let listener = tls::TlsListener::new(listener, files)?;
             tokio::spawn(async move {
-                axum::serve(listener, app).with_graceful_shutdown(stop).await
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
             })
         }
     };

@@ -28,7 +28,12 @@ struct Args {
     /// Require basic auth with this username (and --password).
     #[arg(long, requires = "password")]
     username: Option<String>,
-    #[arg(long, env = "REFERENCE_BROKER_PASSWORD", hide_env_values = true, requires = "username")]
+    #[arg(
+        long,
+        env = "REFERENCE_BROKER_PASSWORD",
+        hide_env_values = true,
+        requires = "username"
+    )]
     password: Option<String>,
     /// Serve HTTPS with this PEM certificate chain (and --tls-key).
     #[arg(long, requires = "tls_key")]
@@ -67,10 +72,13 @@ async fn main() -> anyhow::Result<()> {
             .username
             .zip(args.password)
             .map(|(username, password)| BasicCredentials { username, password }),
-        tls: args.tls_cert.zip(args.tls_key).map(|(cert_chain, private_key)| TlsFiles {
-            cert_chain,
-            private_key,
-        }),
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert_chain, private_key)| TlsFiles {
+                cert_chain,
+                private_key,
+            }),
         tuning: Tuning {
             operation_ms: args.operation_ms,
         },

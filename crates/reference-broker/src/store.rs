@@ -23,7 +23,9 @@ pub enum StoreError {
         key: String,
         source: serde_json::Error,
     },
-    #[error("broker state database has schema version {found}, newer than this broker's {SCHEMA_VERSION}")]
+    #[error(
+        "broker state database has schema version {found}, newer than this broker's {SCHEMA_VERSION}"
+    )]
     TooNew { found: i64 },
 }
 
