@@ -1,3 +1,119 @@
-fn main() {
-    println!("Hello, world!");
+//! `service-catalog`: the product's one binary. Its roles grow with the project; today:
+//!
+//! - `service-catalog demo`: start the reference broker on a free loopback port and show its
+//!   catalog through the OSB client — the first thing to run on a fresh machine.
+//! - `service-catalog catalog --url URL`: show any broker's catalog.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use osb_client::{Auth, Catalog, Client, ClientConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Kubernetes Service Catalog, in Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the reference broker on a free loopback port and show its catalog.
+    Demo {
+        /// Keep the broker serving until Ctrl-C instead of exiting after the catalog.
+        #[arg(long)]
+        serve: bool,
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Fetch, validate and show a broker's catalog.
+    Catalog {
+        #[arg(long)]
+        url: String,
+        #[arg(long, requires = "password")]
+        username: Option<String>,
+        #[arg(
+            long,
+            env = "BROKER_PASSWORD",
+            hide_env_values = true,
+            requires = "username"
+        )]
+        password: Option<String>,
+        /// Print the catalog as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Demo { serve, listen } => demo(serve, listen).await,
+        Command::Catalog {
+            url,
+            username,
+            password,
+            json,
+        } => {
+            let mut config = ClientConfig::new(&url)?;
+            if let (Some(username), Some(password)) = (username, password) {
+                config = config.with_auth(Auth::Basic { username, password });
+            }
+            let catalog = Client::new(config)?.catalog().await?;
+            print_catalog(&catalog, json)
+        }
+    }
+}
+
+async fn demo(serve: bool, listen: SocketAddr) -> anyhow::Result<()> {
+    let broker = reference_broker::start(reference_broker::BrokerConfig::demo(), listen)
+        .await
+        .context("starting the reference broker")?;
+    println!("reference broker listening on {}\n", broker.url());
+    let client = Client::new(
+        ClientConfig::new(broker.url())?
+            .with_timeouts(Duration::from_secs(5), Duration::from_secs(10)),
+    )?;
+    let catalog = client.catalog().await.context("fetching the catalog")?;
+    print_catalog(&catalog, false)?;
+    if serve {
+        println!("\nserving until Ctrl-C");
+        tokio::signal::ctrl_c().await?;
+    }
+    broker.shutdown().await?;
+    Ok(())
+}
+
+fn print_catalog(catalog: &Catalog, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(catalog)?);
+        return Ok(());
+    }
+    let yes_no = |flag: bool| if flag { "yes" } else { "no" };
+    println!(
+        "{:<24} {:<12} {:<6} {:<9} DESCRIPTION",
+        "CLASS", "PLAN", "FREE", "BINDABLE"
+    );
+    for service in &catalog.services {
+        for plan in &service.plans {
+            println!(
+                "{:<24} {:<12} {:<6} {:<9} {}",
+                service.name,
+                plan.name,
+                yes_no(plan.free.unwrap_or(true)),
+                yes_no(plan.is_bindable(service)),
+                plan.description
+            );
+        }
+    }
+    Ok(())
 }
