@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::validate::CatalogProblems;
 
 /// The OSB operation a request performed; errors carry it because the spec's rules depend on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Operation {
     GetCatalog,
     Provision,

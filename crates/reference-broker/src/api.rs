@@ -20,7 +20,7 @@ use osb_client::{
 use serde_json::{Value, json};
 
 use crate::broker::{Broker, Reply};
-use crate::faults::{Endpoint, Fault, Faults};
+use crate::faults::{Fault, Faults, classify};
 
 /// The credentials the broker requires, if any.
 #[derive(Clone, PartialEq, Eq)]
@@ -230,7 +230,7 @@ async fn osb_checks(State(state): State<Shared>, request: Request, next: Next) -
             }
         }
     }
-    if let Some(endpoint) = Endpoint::classify(request.method(), request.uri().path()) {
+    if let Some(endpoint) = classify(request.method(), request.uri().path()) {
         let decision = state.faults.decide(endpoint);
         if let Some(latency) = decision.latency {
             tokio::time::sleep(latency).await;

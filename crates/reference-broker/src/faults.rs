@@ -14,57 +14,42 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// The OSB endpoints, as fault targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Endpoint {
-    Catalog,
-    Provision,
-    Update,
-    Deprovision,
-    FetchInstance,
-    InstanceLastOperation,
-    Bind,
-    Unbind,
-    FetchBinding,
-    BindingLastOperation,
-}
+/// Fault targets are the client's [`Operation`]s: one list of OSB endpoints for both sides.
+pub use osb_client::Operation as Endpoint;
 
-impl Endpoint {
-    /// Which endpoint a request is for; `None` for anything outside the OSB API.
-    pub fn classify(method: &Method, path: &str) -> Option<Self> {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        match (method, segments.as_slice()) {
-            (&Method::GET, ["v2", "catalog"]) => Some(Self::Catalog),
-            (&Method::PUT, ["v2", "service_instances", _]) => Some(Self::Provision),
-            (&Method::PATCH, ["v2", "service_instances", _]) => Some(Self::Update),
-            (&Method::DELETE, ["v2", "service_instances", _]) => Some(Self::Deprovision),
-            (&Method::GET, ["v2", "service_instances", _]) => Some(Self::FetchInstance),
-            (&Method::GET, ["v2", "service_instances", _, "last_operation"]) => {
-                Some(Self::InstanceLastOperation)
-            }
-            (&Method::PUT, ["v2", "service_instances", _, "service_bindings", _]) => {
-                Some(Self::Bind)
-            }
-            (&Method::DELETE, ["v2", "service_instances", _, "service_bindings", _]) => {
-                Some(Self::Unbind)
-            }
-            (&Method::GET, ["v2", "service_instances", _, "service_bindings", _]) => {
-                Some(Self::FetchBinding)
-            }
-            (
-                &Method::GET,
-                [
-                    "v2",
-                    "service_instances",
-                    _,
-                    "service_bindings",
-                    _,
-                    "last_operation",
-                ],
-            ) => Some(Self::BindingLastOperation),
-            _ => None,
+/// Which endpoint a request is for; `None` for anything outside the OSB API.
+pub fn classify(method: &Method, path: &str) -> Option<Endpoint> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["v2", "catalog"]) => Some(Endpoint::GetCatalog),
+        (&Method::PUT, ["v2", "service_instances", _]) => Some(Endpoint::Provision),
+        (&Method::PATCH, ["v2", "service_instances", _]) => Some(Endpoint::Update),
+        (&Method::DELETE, ["v2", "service_instances", _]) => Some(Endpoint::Deprovision),
+        (&Method::GET, ["v2", "service_instances", _]) => Some(Endpoint::FetchInstance),
+        (&Method::GET, ["v2", "service_instances", _, "last_operation"]) => {
+            Some(Endpoint::InstanceLastOperation)
         }
+        (&Method::PUT, ["v2", "service_instances", _, "service_bindings", _]) => {
+            Some(Endpoint::Bind)
+        }
+        (&Method::DELETE, ["v2", "service_instances", _, "service_bindings", _]) => {
+            Some(Endpoint::Unbind)
+        }
+        (&Method::GET, ["v2", "service_instances", _, "service_bindings", _]) => {
+            Some(Endpoint::FetchBinding)
+        }
+        (
+            &Method::GET,
+            [
+                "v2",
+                "service_instances",
+                _,
+                "service_bindings",
+                _,
+                "last_operation",
+            ],
+        ) => Some(Endpoint::BindingLastOperation),
+        _ => None,
     }
 }
 
@@ -291,22 +276,16 @@ mod tests {
     #[test]
     fn requests_are_classified_by_method_and_path() {
         let id = "/v2/service_instances/i1";
+        assert_eq!(classify(&Method::PUT, id), Some(Endpoint::Provision));
+        assert_eq!(classify(&Method::PATCH, id), Some(Endpoint::Update));
         assert_eq!(
-            Endpoint::classify(&Method::PUT, id),
-            Some(Endpoint::Provision)
-        );
-        assert_eq!(
-            Endpoint::classify(&Method::PATCH, id),
-            Some(Endpoint::Update)
-        );
-        assert_eq!(
-            Endpoint::classify(
+            classify(
                 &Method::GET,
                 "/v2/service_instances/i/service_bindings/b/last_operation"
             ),
             Some(Endpoint::BindingLastOperation)
         );
-        assert_eq!(Endpoint::classify(&Method::GET, "/admin/faults"), None);
+        assert_eq!(classify(&Method::GET, "/admin/faults"), None);
     }
 
     #[test]

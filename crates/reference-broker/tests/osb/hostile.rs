@@ -47,7 +47,7 @@ async fn garbage_json_is_malformed_and_only_a_201_needs_orphan_mitigation() -> T
     }
     // The catalog too: garbage is an error, not an empty catalog.
     broker
-        .inject(json!({"endpoint": "catalog", "times": 1, "response": {"kind": "malformed"}}))
+        .inject(json!({"endpoint": "get_catalog", "times": 1, "response": {"kind": "malformed"}}))
         .await?;
     assert!(matches!(
         broker.client.catalog().await,
@@ -60,7 +60,7 @@ async fn garbage_json_is_malformed_and_only_a_201_needs_orphan_mitigation() -> T
 async fn a_50_mib_body_stops_at_the_size_limit() -> TestResult {
     let broker = Broker::start(&[]).await?;
     broker
-        .inject(json!({"endpoint": "catalog", "response": {"kind": "raw", "body": "{\"services\": [", "size": 50 * 1024 * 1024}}))
+        .inject(json!({"endpoint": "get_catalog", "response": {"kind": "raw", "body": "{\"services\": [", "size": 50 * 1024 * 1024}}))
         .await?;
     let result = broker.client.catalog().await;
     assert!(
@@ -89,7 +89,7 @@ async fn a_50_mib_body_stops_at_the_size_limit() -> TestResult {
 async fn a_body_that_is_not_json_is_malformed() -> TestResult {
     let broker = Broker::start(&[]).await?;
     broker
-        .inject(json!({"endpoint": "catalog", "times": 1, "response": {"kind": "raw", "content_type": "text/html", "body": "<html>maintenance</html>"}}))
+        .inject(json!({"endpoint": "get_catalog", "times": 1, "response": {"kind": "raw", "content_type": "text/html", "body": "<html>maintenance</html>"}}))
         .await?;
     let result = broker.client.catalog().await;
     match result {
@@ -306,7 +306,7 @@ async fn error_statuses_are_classified_by_operation() -> TestResult {
 async fn fail_the_next_n_calls_then_recover() -> TestResult {
     let broker = Broker::start(&[]).await?;
     broker
-        .inject(json!({"endpoint": "catalog", "times": 2, "response": {"kind": "error", "status": 503}}))
+        .inject(json!({"endpoint": "get_catalog", "times": 2, "response": {"kind": "error", "status": 503}}))
         .await?;
     for _ in 0..2 {
         assert_eq!(
