@@ -1,0 +1,153 @@
+//! Watch fan-out: after each commit the writer hands the batch's events, in revision order, to
+//! every watcher whose prefix matches.
+//!
+//! Each watcher has a bounded buffer. A watcher that falls so far behind that its buffer is full
+//! is closed at once with a reason (the client re-lists), so a slow reader never stalls the
+//! writer or the other watchers.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use tokio::sync::mpsc;
+
+use crate::{Event, Revision, StorageError};
+
+/// How many events a watcher may have waiting before it is closed as too slow.
+pub const WATCH_BUFFER: usize = 4096;
+
+struct Subscriber {
+    prefix: Vec<u8>,
+    sender: mpsc::Sender<Event>,
+    closed: Arc<Mutex<Option<String>>>,
+}
+
+/// The registry of live watchers of one store.
+#[derive(Default)]
+pub(crate) struct Hub {
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a watcher. `during` runs under the registry lock and returns the revision up
+    /// to which the caller will replay history itself: every event after it arrives live, none
+    /// at or before it does — so replay + live has no gap and no duplicate.
+    pub(crate) fn subscribe(
+        &self,
+        prefix: &str,
+        during: impl FnOnce() -> Revision,
+    ) -> (LiveFeed, Revision) {
+        let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
+        let closed = Arc::new(Mutex::new(None));
+        let mut subscribers = self.lock();
+        let replay_upto = during();
+        subscribers.push(Subscriber {
+            prefix: prefix.as_bytes().to_vec(),
+            sender,
+            closed: closed.clone(),
+        });
+        (LiveFeed { receiver, closed }, replay_upto)
+    }
+
+    /// Delivers committed events (in revision order). Called by the writer under no other lock;
+    /// the registry lock makes "commit revision published" and "subscribe" totally ordered.
+    pub(crate) fn publish(&self, events: &[Event], committed: impl FnOnce()) {
+        let mut subscribers = self.lock();
+        committed();
+        subscribers.retain(|subscriber| {
+            for event in events {
+                if !event.kv.key.as_bytes().starts_with(&subscriber.prefix) {
+                    continue;
+                }
+                match subscriber.sender.try_send(event.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        *subscriber.closed.lock().unwrap_or_else(|e| e.into_inner()) = Some(
+                            format!(
+                                "the watcher fell more than {WATCH_BUFFER} events behind at revision {}; re-list and watch again",
+                                event.revision()
+                            ),
+                        );
+                        return false;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            true
+        });
+    }
+
+    /// Whether any watcher is registered (for tests and metrics).
+    pub fn watchers(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The live half of a watch.
+pub(crate) struct LiveFeed {
+    receiver: mpsc::Receiver<Event>,
+    closed: Arc<Mutex<Option<String>>>,
+}
+
+/// A stream of [`Event`]s in revision order: first the replayed history, then live changes.
+/// It ends with `Err(StorageError::WatchClosed)` if the watcher fell too far behind.
+pub struct Watch {
+    replay: VecDeque<Event>,
+    replay_upto: Revision,
+    live: LiveFeed,
+    finished: bool,
+}
+
+impl Watch {
+    pub(crate) fn new(replay: Vec<Event>, replay_upto: Revision, live: LiveFeed) -> Self {
+        Self {
+            replay: replay.into(),
+            replay_upto,
+            live,
+            finished: false,
+        }
+    }
+
+    /// The next event, or `None` when the store is gone.
+    pub async fn next(&mut self) -> Option<Result<Event, StorageError>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl Stream for Watch {
+    type Item = Result<Event, StorageError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(event) = self.replay.pop_front() {
+            return Poll::Ready(Some(Ok(event)));
+        }
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            match self.live.receiver.poll_recv(cx) {
+                Poll::Ready(Some(event)) if event.revision() <= self.replay_upto => continue,
+                Poll::Ready(Some(event)) => return Poll::Ready(Some(Ok(event))),
+                Poll::Ready(None) => {
+                    self.finished = true;
+                    let reason = self
+                        .live
+                        .closed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    return Poll::Ready(
+                        reason.map(|reason| Err(StorageError::WatchClosed { reason })),
+                    );
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
