@@ -108,8 +108,12 @@ async fn main() -> Result<()> {
     let n = 100_000;
     let elapsed = creates(&store, "/group/", n, 64).await?;
     println!(
-        "| store: acknowledged creates, 64 writers (group commit) | {:.0} creates/s |",
-        n as f64 / elapsed.as_secs_f64()
+        "| store: acknowledged creates, 64 writers (group commit) | {:.0} creates/s ({:.1} writes per commit) |",
+        n as f64 / elapsed.as_secs_f64(),
+        {
+            let (commits, writes) = store.commit_stats();
+            writes as f64 / commits.max(1) as f64
+        }
     );
 
     let store = open(&dir, "list.db")?;

@@ -122,6 +122,9 @@ struct Inner {
     /// The newest committed and published revision.
     current: AtomicI64,
     compact: AtomicI64,
+    /// Committed transactions and the writes in them, for batch-size metrics.
+    commits: AtomicI64,
+    committed_writes: AtomicI64,
     _lock: File,
     /// Dropping it stops the compactor thread.
     _compactor_stop: Option<mpsc::Sender<()>>,
@@ -154,7 +157,6 @@ CREATE TABLE log (
     old_value       BLOB
 );
 CREATE INDEX log_key_revision ON log (key, revision);
-CREATE INDEX log_prev_revision ON log (prev_revision);
 CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta (name, value) VALUES ('compact_revision', 0);
 ";
@@ -207,6 +209,8 @@ impl SqliteStore {
             hub: Hub::default(),
             current: AtomicI64::new(current),
             compact: AtomicI64::new(compact),
+            commits: AtomicI64::new(0),
+            committed_writes: AtomicI64::new(0),
             _lock: lock,
             _compactor_stop: options.compaction.as_ref().map(|_| compactor_stop),
         });
@@ -230,6 +234,15 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Transactions committed and writes they carried since open: their ratio is the group
+    /// commit's batch size.
+    pub fn commit_stats(&self) -> (i64, i64) {
+        (
+            self.inner.commits.load(Ordering::Relaxed),
+            self.inner.committed_writes.load(Ordering::Relaxed),
+        )
     }
 
     /// How many watchers are live.
@@ -308,7 +321,10 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, String> {
     Ok(conn)
 }
 
-fn classify(path: &str, detail: String) -> OpenError {
+fn classify(path: &str, mut detail: String) -> OpenError {
+    if detail.contains("disk I/O error") || detail.contains("disk is full") {
+        detail.push_str(" (is the disk full, or the file not writable?)");
+    }
     if detail.contains("not a database") || detail.contains("malformed") {
         OpenError::Corrupt {
             path: path.to_owned(),
@@ -642,6 +658,10 @@ fn writer_loop(
         })();
         match result {
             Ok(outcomes) => {
+                inner.commits.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .committed_writes
+                    .fetch_add(batch.len() as i64, Ordering::Relaxed);
                 let committed = next - 1;
                 inner.hub.publish(&events, || {
                     inner.current.store(committed, Ordering::SeqCst);

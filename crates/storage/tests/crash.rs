@@ -101,3 +101,86 @@ async fn every_acknowledged_write_survives_sigkill() -> TestResult {
     );
     Ok(())
 }
+
+/// Runs the writer with its file size limited (as a full disk would), SIGXFSZ ignored so that
+/// writes fail with an error instead of killing the process.
+fn writer_with_file_limit(path: &std::path::Path, blocks: u32) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_storage-crash-writer"))
+        .arg(path)
+        .arg("full")
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_writes_clearly_and_loses_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("full.db");
+    let mut child = writer_with_file_limit(&path, 512)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut acknowledged: HashMap<String, i64> = HashMap::new();
+    let failure = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await? {
+            let mut parts = line.splitn(3, ' ');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some("ack"), Some(key), Some(revision)) => {
+                    acknowledged.insert(key.to_owned(), revision.parse()?);
+                }
+                (Some("fail"), Some(first), rest) => {
+                    return Ok::<_, Box<dyn std::error::Error + Send + Sync>>(format!(
+                        "{first} {}",
+                        rest.unwrap_or_default()
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Err("the writer ended without a failure".into())
+    })
+    .await??;
+    child.start_kill()?;
+    child.wait().await?;
+    assert!(failure.contains("commit failed"), "{failure}");
+    assert!(
+        !acknowledged.is_empty(),
+        "nothing was written before the disk filled"
+    );
+
+    // With room again, everything acknowledged is there and the file is sound.
+    let store = SqliteStore::open(SqliteOptions {
+        compaction: None,
+        ..SqliteOptions::new(&path)
+    })?;
+    assert_eq!(store.integrity_check().await?, "ok");
+    for (key, revision) in &acknowledged {
+        assert_eq!(
+            store.get(key).await?.map(|kv| kv.mod_revision),
+            Some(*revision),
+            "{key} lost"
+        );
+    }
+    store.create("/after", b"room again".to_vec()).await?;
+    drop(store);
+
+    // A store that cannot even be initialised says so at start.
+    let output = writer_with_file_limit(&dir.path().join("never.db"), 0)
+        .output()
+        .await?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("never.db") && stderr.contains("disk full"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -1,5 +1,6 @@
-//! Test helper for the crash test: writes to a store as fast as it can and prints
-//! `ack <key> <revision>` for every write the store acknowledged, until it is killed.
+//! Test helper for the crash tests: writes to a store as fast as it can and prints
+//! `ack <key> <revision>` for every write the store acknowledged and `fail <error>` for every
+//! write it refused, until it is killed.
 //!
 //!     storage-crash-writer <database file> <run id>
 
@@ -15,10 +16,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (Some(path), Some(run)) = (args.next(), args.next()) else {
         return Err("usage: storage-crash-writer <database file> <run id>".into());
     };
-    let store = Arc::new(SqliteStore::open(SqliteOptions {
+    let store = match SqliteStore::open(SqliteOptions {
         compaction: None,
         ..SqliteOptions::new(&path)
-    })?);
+    }) {
+        Ok(store) => Arc::new(store),
+        Err(error) => {
+            eprintln!("cannot open the store: {error}");
+            std::process::exit(1);
+        }
+    };
     let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel::<String>();
     for writer in 0..16 {
         let store = store.clone();
@@ -33,7 +40,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                             return;
                         }
                     }
-                    Err(error) => eprintln!("write failed: {error}"),
+                    Err(error) => {
+                        if acks.send(format!("fail {error}")).is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
                 }
             }
         });
