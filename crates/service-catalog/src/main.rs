@@ -3,8 +3,13 @@
 //! - `service-catalog demo`: start the reference broker on a free loopback port and show its
 //!   catalog through the OSB client — the first thing to run on a fresh machine.
 //! - `service-catalog catalog --url URL`: show any broker's catalog.
+//! - `service-catalog apiserver`: the Kubernetes-compatible API server on an embedded SQLite
+//!   store (standalone mode; today it serves the core slice: Namespaces, Secrets, ConfigMaps,
+//!   Events, Leases).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -27,6 +32,16 @@ enum Command {
         #[arg(long)]
         serve: bool,
         #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Serve the Kubernetes-compatible API on an embedded SQLite store.
+    Apiserver {
+        /// Where the data lives (created on first start).
+        #[arg(long, default_value = ".service-catalog")]
+        data_dir: PathBuf,
+        /// Address to listen on; port 0 picks a free one. Plain HTTP, so loopback only until
+        /// TLS and authentication land.
+        #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
     },
     /// Fetch, validate and show a broker's catalog.
@@ -58,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Demo { serve, listen } => demo(serve, listen).await,
+        Command::Apiserver { data_dir, listen } => apiserver(data_dir, listen).await,
         Command::Catalog {
             url,
             username,
@@ -72,6 +88,33 @@ async fn main() -> anyhow::Result<()> {
             print_catalog(&catalog, json)
         }
     }
+}
+
+async fn apiserver(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {listen}: only loopback addresses are allowed until TLS and authentication are implemented"
+        );
+    }
+    let store = storage::sqlite::SqliteStore::open(storage::sqlite::SqliteOptions::new(
+        data_dir.join("catalog.db"),
+    ))?;
+    let server = Arc::new(apiserver::ApiServer::new(
+        Arc::new(store),
+        apiserver::Registry::standalone_core(),
+    ));
+    server.bootstrap().await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let url = apiserver::url_of(listener.local_addr()?);
+    println!("listening on {url}");
+    server
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
 }
 
 async fn demo(serve: bool, listen: SocketAddr) -> anyhow::Result<()> {

@@ -1,0 +1,335 @@
+//! The registry of kinds: adding a kind to the server is declaring it here, not writing handlers.
+//!
+//! A [`ResourceKind`] says where the kind lives (group, version, plural, scope), how clients
+//! name it (singular, short names, categories), what it has (a `status` subresource), which
+//! field selectors it supports, and its [`Strategy`] (defaulting and validation).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::status::Cause;
+
+/// Defaulting and validation of one kind. The defaults do nothing.
+pub trait Strategy: Send + Sync {
+    /// Fills in defaults on create and update (before validation).
+    fn default(&self, _object: &mut Value) {}
+
+    /// Problems with the object; `old` is the stored object on update.
+    fn validate(&self, _object: &Value, _old: Option<&Value>) -> Vec<Cause> {
+        Vec::new()
+    }
+}
+
+/// A strategy with no defaults and no extra validation.
+pub struct Plain;
+
+impl Strategy for Plain {}
+
+#[derive(Clone)]
+pub struct ResourceKind {
+    /// `""` for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub namespaced: bool,
+    /// Has a `/status` subresource: the main resource ignores status, `/status` ignores the rest.
+    pub has_status: bool,
+    /// Field selectors beyond `metadata.name`/`metadata.namespace`: (selector, JSON pointer).
+    pub field_selectors: &'static [(&'static str, &'static str)],
+    pub strategy: Arc<dyn Strategy>,
+}
+
+impl std::fmt::Debug for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.api_version())?;
+        write!(f, "/{}", self.kind)
+    }
+}
+
+impl ResourceKind {
+    /// `v1` or `group/version`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The storage prefix of all objects of this kind.
+    pub fn key_prefix(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
+        format!("/registry/{group}/{}/", self.plural)
+    }
+
+    /// The storage prefix of the objects in one namespace (or of all, for cluster kinds).
+    pub fn scope_prefix(&self, namespace: Option<&str>) -> String {
+        match namespace {
+            Some(ns) if self.namespaced => format!("{}{ns}/", self.key_prefix()),
+            _ => self.key_prefix(),
+        }
+    }
+
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        format!("{}{name}", self.scope_prefix(namespace))
+    }
+
+    /// Reads a field for a field selector; `None` for a field the kind does not support.
+    pub fn field(&self, object: &Value, field: &str) -> Option<Option<String>> {
+        let pointer = match field {
+            "metadata.name" => "/metadata/name",
+            "metadata.namespace" => "/metadata/namespace",
+            _ => {
+                self.field_selectors
+                    .iter()
+                    .find(|(name, _)| *name == field)?
+                    .1
+            }
+        };
+        Some(object.pointer(pointer).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }))
+    }
+}
+
+/// All kinds the server serves.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: Vec<ResourceKind>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, kind: ResourceKind) -> &mut Self {
+        self.kinds.push(kind);
+        self
+    }
+
+    pub fn kinds(&self) -> &[ResourceKind] {
+        &self.kinds
+    }
+
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceKind> {
+        self.kinds
+            .iter()
+            .find(|k| k.group == group && k.version == version && k.plural == plural)
+    }
+
+    /// Group → its versions, in registration order.
+    pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+        for kind in &self.kinds {
+            match groups.iter_mut().find(|(g, _)| *g == kind.group) {
+                Some((_, versions)) if !versions.contains(&kind.version) => {
+                    versions.push(kind.version)
+                }
+                Some(_) => {}
+                None => groups.push((kind.group, vec![kind.version])),
+            }
+        }
+        groups
+    }
+
+    pub fn in_group_version<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'a ResourceKind> + 'a {
+        self.kinds
+            .iter()
+            .filter(move |k| k.group == group && k.version == version)
+    }
+
+    /// The slice of the core API standalone mode serves (`ARCHITECTURE.md`): Namespaces,
+    /// Secrets, ConfigMaps, Events (both groups) and Leases.
+    pub fn standalone_core() -> Self {
+        let plain: Arc<dyn Strategy> = Arc::new(Plain);
+        let mut registry = Self::new();
+        registry
+            .add(ResourceKind {
+                group: "",
+                version: "v1",
+                kind: "Namespace",
+                plural: "namespaces",
+                singular: "namespace",
+                short_names: &["ns"],
+                categories: &[],
+                namespaced: false,
+                has_status: true,
+                field_selectors: &[("status.phase", "/status/phase")],
+                strategy: Arc::new(NamespaceStrategy),
+            })
+            .add(ResourceKind {
+                group: "",
+                version: "v1",
+                kind: "Secret",
+                plural: "secrets",
+                singular: "secret",
+                short_names: &[],
+                categories: &[],
+                namespaced: true,
+                has_status: false,
+                field_selectors: &[("type", "/type")],
+                strategy: Arc::new(SecretStrategy),
+            })
+            .add(ResourceKind {
+                group: "",
+                version: "v1",
+                kind: "ConfigMap",
+                plural: "configmaps",
+                singular: "configmap",
+                short_names: &["cm"],
+                categories: &[],
+                namespaced: true,
+                has_status: false,
+                field_selectors: &[],
+                strategy: plain.clone(),
+            })
+            .add(ResourceKind {
+                group: "",
+                version: "v1",
+                kind: "Event",
+                plural: "events",
+                singular: "event",
+                short_names: &["ev"],
+                categories: &[],
+                namespaced: true,
+                has_status: false,
+                field_selectors: &[
+                    ("involvedObject.name", "/involvedObject/name"),
+                    ("involvedObject.namespace", "/involvedObject/namespace"),
+                    ("involvedObject.kind", "/involvedObject/kind"),
+                    ("involvedObject.uid", "/involvedObject/uid"),
+                    ("reason", "/reason"),
+                    ("type", "/type"),
+                ],
+                strategy: plain.clone(),
+            })
+            .add(ResourceKind {
+                group: "events.k8s.io",
+                version: "v1",
+                kind: "Event",
+                plural: "events",
+                singular: "event",
+                short_names: &["ev"],
+                categories: &[],
+                namespaced: true,
+                has_status: false,
+                field_selectors: &[
+                    ("regarding.name", "/regarding/name"),
+                    ("regarding.kind", "/regarding/kind"),
+                    ("reason", "/reason"),
+                    ("type", "/type"),
+                ],
+                strategy: plain.clone(),
+            })
+            .add(ResourceKind {
+                group: "coordination.k8s.io",
+                version: "v1",
+                kind: "Lease",
+                plural: "leases",
+                singular: "lease",
+                short_names: &[],
+                categories: &[],
+                namespaced: true,
+                has_status: false,
+                field_selectors: &[],
+                strategy: plain,
+            });
+        registry
+    }
+}
+
+struct NamespaceStrategy;
+
+impl Strategy for NamespaceStrategy {
+    fn default(&self, object: &mut Value) {
+        if object.pointer("/status/phase").is_none()
+            && let Some(map) = object.as_object_mut()
+        {
+            map.insert("status".into(), serde_json::json!({"phase": "Active"}));
+        }
+    }
+}
+
+struct SecretStrategy;
+
+impl Strategy for SecretStrategy {
+    /// `type` defaults to `Opaque`; `stringData` is folded into `data` (base64), as Kubernetes
+    /// does, so only `data` is ever stored.
+    fn default(&self, object: &mut Value) {
+        use base64::Engine as _;
+        let Some(map) = object.as_object_mut() else {
+            return;
+        };
+        map.entry("type")
+            .or_insert_with(|| Value::String("Opaque".into()));
+        if let Some(Value::Object(plain)) = map.remove("stringData") {
+            let data = map
+                .entry("data")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(data) = data.as_object_mut() {
+                for (key, value) in plain {
+                    let text = value
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| value.to_string());
+                    data.insert(
+                        key,
+                        Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+                    );
+                }
+            }
+        }
+    }
+
+    fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        if let Some(data) = object.get("data") {
+            match data.as_object() {
+                Some(map) => {
+                    for (key, value) in map {
+                        let valid = value.as_str().is_some_and(|v| {
+                            use base64::Engine as _;
+                            base64::engine::general_purpose::STANDARD.decode(v).is_ok()
+                        });
+                        if !valid {
+                            causes.push(Cause::invalid(
+                                &format!("data[{key}]"),
+                                "<value>",
+                                "must be base64-encoded bytes",
+                            ));
+                        }
+                    }
+                }
+                None => causes.push(Cause::invalid("data", "<value>", "must be a map")),
+            }
+        }
+        if let Some(old) = old
+            && old.get("type") != object.get("type")
+        {
+            causes.push(Cause::invalid(
+                "type",
+                object
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                "field is immutable",
+            ));
+        }
+        causes
+    }
+}

@@ -1,0 +1,204 @@
+//! A Kubernetes-compatible API server, generic over a [`Registry`] of kinds and a revisioned
+//! [`storage::Store`]: discovery, CRUD, list/watch with Kubernetes semantics, and `Status` errors
+//! (`../shared/reference/k8s-api-compat.md` is the spec).
+//!
+//! - [`kinds`]: declaring a kind (the only thing a new kind needs).
+//! - [`rest`]: the verbs, generic over kinds.
+//! - [`discovery`]: `/api`, `/apis`, per group-version lists, aggregated discovery, `/version`.
+//! - [`selectors`], [`objects`], [`status`]: label/field selectors, object metadata, errors.
+
+// `ApiError` is ~150 bytes and only travels on the error path of an HTTP request: boxing it
+// would cost more code than the copies it saves.
+#![allow(clippy::result_large_err)]
+
+pub mod discovery;
+pub mod kinds;
+pub mod objects;
+pub mod rest;
+pub mod selectors;
+pub mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::json;
+use storage::{StorageError, Store};
+
+pub use kinds::{Registry, ResourceKind, Strategy};
+pub use status::ApiError;
+
+/// Namespaces every cluster has.
+const BUILT_IN_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
+pub struct ApiServer {
+    rest: rest::Rest,
+}
+
+impl ApiServer {
+    pub fn new(store: Arc<dyn Store>, registry: Registry) -> Self {
+        Self {
+            rest: rest::Rest { store, registry },
+        }
+    }
+
+    /// Creates the built-in namespaces if the registry serves namespaces and they are missing.
+    pub async fn bootstrap(&self) -> Result<(), StorageError> {
+        let Some(kind) = self.rest.registry.find("", "v1", "namespaces") else {
+            return Ok(());
+        };
+        for name in BUILT_IN_NAMESPACES {
+            let object = json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "uid": uuid::Uuid::new_v4().to_string(),
+                             "creationTimestamp": objects::now_rfc3339(), "generation": 1},
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            });
+            match self
+                .rest
+                .store
+                .create(&kind.key(None, name), objects::encode(&object))
+                .await
+            {
+                Ok(_) | Err(StorageError::KeyExists { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/version",
+                get(|| async { axum::Json(discovery::version()) }),
+            )
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/livez", get(|| async { "ok" }))
+            .route("/readyz", get(|| async { "ok" }))
+            .route("/api", get(core_versions))
+            .route("/api/v1", get(core_resources))
+            .route("/api/v1/{*rest}", any(core_rest))
+            .route("/apis", get(groups))
+            .route("/apis/{group}", get(group))
+            .route("/apis/{group}/{version}", get(group_resources))
+            .route("/apis/{group}/{version}/{*rest}", any(group_rest))
+            .fallback(|| async {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )
+            })
+            .with_state(self)
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+type Shared = State<Arc<ApiServer>>;
+
+async fn core_versions(State(server): Shared, headers: HeaderMap) -> Response {
+    discovery::core_versions(&server.rest.registry, &headers)
+}
+
+async fn core_resources(State(server): Shared) -> Response {
+    match discovery::resources(&server.rest.registry, "", "v1") {
+        Some(list) => axum::Json(list).into_response(),
+        None => not_found(),
+    }
+}
+
+async fn groups(State(server): Shared, headers: HeaderMap) -> Response {
+    discovery::groups(&server.rest.registry, &headers)
+}
+
+async fn group(State(server): Shared, Path(name): Path<String>) -> Response {
+    match discovery::group(&server.rest.registry, &name) {
+        Some(group) => axum::Json(group).into_response(),
+        None => not_found(),
+    }
+}
+
+async fn group_resources(
+    State(server): Shared,
+    Path((group, version)): Path<(String, String)>,
+) -> Response {
+    match discovery::resources(&server.rest.registry, &group, &version) {
+        Some(list) => axum::Json(list).into_response(),
+        None => not_found(),
+    }
+}
+
+fn not_found() -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
+    .into_response()
+}
+
+async fn core_rest(
+    State(server): Shared,
+    Path(rest): Path<String>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    server
+        .rest
+        .handle(rest::Call {
+            group: "",
+            version: "v1",
+            path: &rest,
+            method,
+            query: uri.query(),
+            headers: &headers,
+            body,
+        })
+        .await
+}
+
+async fn group_rest(
+    State(server): Shared,
+    Path((group, version, rest)): Path<(String, String, String)>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    server
+        .rest
+        .handle(rest::Call {
+            group: &group,
+            version: &version,
+            path: &rest,
+            method,
+            query: uri.query(),
+            headers: &headers,
+            body,
+        })
+        .await
+}
+
+/// The address a server is listening on, as a URL.
+pub fn url_of(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}

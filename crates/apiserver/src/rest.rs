@@ -1,0 +1,1161 @@
+//! The REST verbs of every registered kind, generic over the [`Registry`]: get, list (label and
+//! field selectors, paging at one revision), watch, create (`generateName`, dry run), update
+//! (optimistic concurrency, `/status`), patch (merge and JSON patch), delete (finalizers,
+//! preconditions) and deletecollection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use storage::{EventKind, ListOptions, Revision, StorageError, Store};
+
+use crate::kinds::{Registry, ResourceKind};
+use crate::objects::{self, decode, encode};
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, Cause, Subject};
+
+/// The longest a watch stays open when the client does not say (kube-apiserver: 30 min).
+const MAX_WATCH: Duration = Duration::from_secs(1800);
+/// How many internal retries a patch makes when the object changes underneath it.
+const PATCH_RETRIES: usize = 8;
+
+pub struct Rest {
+    pub store: Arc<dyn Store>,
+    pub registry: Registry,
+}
+
+/// One request below a group-version: `/api/v1/<path>` or `/apis/<group>/<version>/<path>`.
+pub struct Call<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub path: &'a str,
+    pub method: Method,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: Bytes,
+}
+
+/// What a request addresses, parsed from its path.
+struct Target<'a> {
+    kind: &'a ResourceKind,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+impl Target<'_> {
+    fn subject(&self) -> Subject {
+        Subject {
+            group: self.kind.group.to_owned(),
+            resource: self.kind.plural.to_owned(),
+            name: self.name.clone().unwrap_or_default(),
+        }
+    }
+
+    fn key(&self) -> Result<String, ApiError> {
+        let name = self
+            .name
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("a name is required"))?;
+        Ok(self.kind.key(self.namespace.as_deref(), name))
+    }
+}
+
+type Query = HashMap<String, String>;
+
+fn parse_query(raw: Option<&str>) -> Query {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn flag(query: &Query, name: &str) -> bool {
+    query.get(name).is_some_and(|v| v == "true" || v == "1")
+}
+
+fn dry_run(query: &Query) -> bool {
+    query.get("dryRun").is_some_and(|v| v == "All")
+}
+
+fn parse_revision(value: &str) -> Result<Revision, ApiError> {
+    value
+        .parse::<Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version {value:?}")))
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// The continue token: where the next page starts and at which revision (kube-apiserver's shape).
+fn encode_continue(revision: Revision, after: &str) -> String {
+    URL_SAFE_NO_PAD
+        .encode(json!({"v": "meta.k8s.io/v1", "rv": revision, "start": after}).to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+    let invalid = || ApiError::bad_request("invalid continue token; re-list without it");
+    let bytes = URL_SAFE_NO_PAD
+        .decode(token.trim_end_matches('='))
+        .map_err(|_| invalid())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let revision = value
+        .get("rv")
+        .and_then(Value::as_i64)
+        .ok_or_else(invalid)?;
+    let start = value
+        .get("start")
+        .and_then(Value::as_str)
+        .ok_or_else(invalid)?;
+    Ok((revision, start.to_owned()))
+}
+
+struct Selectors {
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Selectors {
+    fn parse(kind: &ResourceKind, query: &Query) -> Result<Self, ApiError> {
+        let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
+            .map_err(ApiError::bad_request)?;
+        let probe = json!({});
+        for requirement in &fields.0 {
+            if kind.field(&probe, &requirement.field).is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {}",
+                    requirement.field
+                )));
+            }
+        }
+        Ok(Self { labels, fields })
+    }
+
+    fn matches(&self, kind: &ResourceKind, object: &Value) -> bool {
+        self.labels.matches(&objects::labels(object))
+            && self
+                .fields
+                .matches(|field| kind.field(object, field).flatten())
+    }
+}
+
+impl Rest {
+    /// Resolves `/api/v1/...` or `/apis/<g>/<v>/...` below the group-version.
+    fn target<'a>(
+        &'a self,
+        group: &str,
+        version: &str,
+        rest: &str,
+    ) -> Result<Target<'a>, ApiError> {
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let not_found = || {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        };
+        let kind_of = |plural: &str| self.registry.find(group, version, plural);
+        // `namespaces/<ns>/<plural>...` when <plural> is a namespaced kind of this group-version.
+        if let ["namespaces", namespace, plural, tail @ ..] = segments.as_slice()
+            && let Some(kind) = kind_of(plural).filter(|k| k.namespaced)
+        {
+            return match tail {
+                [] => Ok(Target {
+                    kind,
+                    namespace: Some((*namespace).to_owned()),
+                    name: None,
+                    subresource: None,
+                }),
+                [name] => Ok(Target {
+                    kind,
+                    namespace: Some((*namespace).to_owned()),
+                    name: Some((*name).to_owned()),
+                    subresource: None,
+                }),
+                [name, sub] => Ok(Target {
+                    kind,
+                    namespace: Some((*namespace).to_owned()),
+                    name: Some((*name).to_owned()),
+                    subresource: Some((*sub).to_owned()),
+                }),
+                _ => Err(not_found()),
+            };
+        }
+        match segments.as_slice() {
+            [plural] => {
+                let kind = kind_of(plural).ok_or_else(not_found)?;
+                Ok(Target {
+                    kind,
+                    namespace: None,
+                    name: None,
+                    subresource: None,
+                })
+            }
+            // A namespaced kind by name needs its namespace in the path.
+            [plural, name] => {
+                let kind = kind_of(plural)
+                    .filter(|k| !k.namespaced)
+                    .ok_or_else(not_found)?;
+                Ok(Target {
+                    kind,
+                    namespace: None,
+                    name: Some((*name).to_owned()),
+                    subresource: None,
+                })
+            }
+            [plural, name, sub] => {
+                let kind = kind_of(plural)
+                    .filter(|k| !k.namespaced)
+                    .ok_or_else(not_found)?;
+                Ok(Target {
+                    kind,
+                    namespace: None,
+                    name: Some((*name).to_owned()),
+                    subresource: Some((*sub).to_owned()),
+                })
+            }
+            _ => Err(not_found()),
+        }
+    }
+
+    pub async fn handle(&self, call: Call<'_>) -> Response {
+        let Call {
+            group,
+            version,
+            path,
+            method,
+            query,
+            headers,
+            body,
+        } = call;
+        let result = async {
+            let target = self.target(group, version, path)?;
+            let query = parse_query(query);
+            if matches!(method, Method::POST | Method::PUT) {
+                require_json(headers)?;
+            }
+            match &target.subresource {
+                None => {}
+                Some(sub) if sub == "status" && target.kind.has_status => {}
+                Some(sub) => {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "NotFound",
+                        format!("{} has no subresource {sub:?}", target.kind.plural),
+                    ));
+                }
+            }
+            match (method.clone(), target.name.is_some()) {
+                (Method::GET, false) if flag(&query, "watch") => self.watch(&target, &query).await,
+                (Method::GET, false) => self.list(&target, &query).await,
+                (Method::POST, false) => self.create(&target, &query, &body).await,
+                (Method::DELETE, false) => self.delete_collection(&target, &query).await,
+                (Method::GET, true) => self.get(&target).await,
+                (Method::PUT, true) => self.replace(&target, &query, &body).await,
+                (Method::PATCH, true) => self.patch(&target, &query, headers, &body).await,
+                (Method::DELETE, true) => self.delete(&target, &query, &body).await,
+                (method, _) => Err(ApiError::method_not_allowed(format!(
+                    "method {method} is not supported here"
+                ))),
+            }
+        }
+        .await;
+        result.unwrap_or_else(IntoResponse::into_response)
+    }
+
+    /// Fills `kind`/`apiVersion`, which are not stored differently per object.
+    fn served(kind: &ResourceKind, mut object: Value) -> Value {
+        if let Some(map) = object.as_object_mut() {
+            map.insert("apiVersion".into(), json!(kind.api_version()));
+            map.insert("kind".into(), json!(kind.kind));
+        }
+        object
+    }
+
+    async fn read(&self, target: &Target<'_>) -> Result<(Value, Revision), ApiError> {
+        let kv = self
+            .store
+            .get(&target.key()?)
+            .await
+            .map_err(|e| ApiError::from_storage(e, target.subject()))?
+            .ok_or_else(|| ApiError::not_found(target.subject()))?;
+        let object = decode(&kv, kv.mod_revision).map_err(ApiError::internal)?;
+        Ok((object, kv.mod_revision))
+    }
+
+    async fn get(&self, target: &Target<'_>) -> Result<Response, ApiError> {
+        let (object, _) = self.read(target).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            Self::served(target.kind, object),
+        ))
+    }
+
+    /// Reads matching objects at one revision, paged by `limit`.
+    async fn collect(
+        &self,
+        target: &Target<'_>,
+        selectors: &Selectors,
+        limit: Option<usize>,
+        at_revision: Option<Revision>,
+        mut after: Option<String>,
+    ) -> Result<(Vec<Value>, Revision, Option<String>), ApiError> {
+        let kind = target.kind;
+        let prefix = kind.scope_prefix(target.namespace.as_deref());
+        // `metadata.name=x` pins the key: read one instead of scanning.
+        let mut items = Vec::new();
+        let mut revision = at_revision;
+        loop {
+            let page = self
+                .store
+                .list(&ListOptions {
+                    prefix: prefix.clone(),
+                    limit: limit.map(|l| (l - items.len()).max(1)),
+                    at_revision: revision,
+                    continue_after: after.clone(),
+                })
+                .await
+                .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+            revision = Some(page.revision);
+            for kv in &page.items {
+                let object = decode(kv, kv.mod_revision).map_err(ApiError::internal)?;
+                if selectors.matches(kind, &object) {
+                    items.push(Self::served(kind, object));
+                }
+            }
+            after = page.items.last().map(|kv| kv.key.clone()).or(after);
+            let full = limit.is_some_and(|l| items.len() >= l);
+            if !page.more {
+                return Ok((items, page.revision, None));
+            }
+            if full {
+                let token = after.as_deref().map(|a| encode_continue(page.revision, a));
+                return Ok((items, page.revision, token));
+            }
+        }
+    }
+
+    async fn list(&self, target: &Target<'_>, query: &Query) -> Result<Response, ApiError> {
+        let selectors = Selectors::parse(target.kind, query)?;
+        if flag(query, "sendInitialEvents") {
+            return Err(watch_list_misuse("sendInitialEvents is forbidden for list"));
+        }
+        let limit = query
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
+        let resource_version = query.get("resourceVersion").filter(|v| !v.is_empty());
+        let (at_revision, after) = match query.get("continue").filter(|c| !c.is_empty()) {
+            Some(token) => {
+                let (revision, after) = decode_continue(token)?;
+                (Some(revision), Some(after))
+            }
+            None => {
+                let at = match (
+                    query.get("resourceVersionMatch").map(String::as_str),
+                    resource_version,
+                ) {
+                    (Some("Exact"), Some(rv)) => Some(parse_revision(rv)?),
+                    (Some("Exact" | "NotOlderThan"), None) => {
+                        return Err(watch_list_misuse(
+                            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                        ));
+                    }
+                    (_, Some(rv)) => {
+                        // NotOlderThan (or legacy): the current state, if it is not older.
+                        let requested = parse_revision(rv)?;
+                        let current = self
+                            .store
+                            .current_revision()
+                            .await
+                            .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+                        if requested > current {
+                            return Err(ApiError::from_storage(
+                                StorageError::FutureRevision { requested, current },
+                                target.subject(),
+                            ));
+                        }
+                        None
+                    }
+                    (_, None) => None,
+                };
+                (at, None)
+            }
+        };
+        let (items, revision, token) = self
+            .collect(target, &selectors, limit, at_revision, after)
+            .await
+            .map_err(|e| {
+                if e.reason == "Expired" {
+                    ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+                } else {
+                    e
+                }
+            })?;
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if let Some(token) = token {
+            metadata["continue"] = json!(token);
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            json!({
+                "kind": format!("{}List", target.kind.kind),
+                "apiVersion": target.kind.api_version(),
+                "metadata": metadata,
+                "items": items,
+            }),
+        ))
+    }
+
+    async fn namespace_exists(&self, namespace: &str) -> Result<bool, ApiError> {
+        let Some(kind) = self.registry.find("", "v1", "namespaces") else {
+            return Ok(true);
+        };
+        Ok(self
+            .store
+            .get(&kind.key(None, namespace))
+            .await
+            .map_err(|e| ApiError::from_storage(e, Subject::default()))?
+            .is_some())
+    }
+
+    fn parse_body(target: &Target<'_>, body: &Bytes) -> Result<Value, ApiError> {
+        let object: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{} in version {:?} cannot be handled as a {}: {e}",
+                target.kind.kind, target.kind.version, target.kind.kind
+            ))
+        })?;
+        if !object.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        for (field, expected) in [
+            ("apiVersion", target.kind.api_version()),
+            ("kind", target.kind.kind.to_owned()),
+        ] {
+            if let Some(given) = object.get(field).and_then(Value::as_str)
+                && given != expected
+            {
+                return Err(ApiError::bad_request(format!(
+                    "the {field} of the object ({given}) does not match the endpoint's ({expected})"
+                )));
+            }
+        }
+        Ok(object)
+    }
+
+    /// Defaults, then validates (generic and kind checks); 422 with causes on failure.
+    fn admit(target: &Target<'_>, object: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+        target.kind.strategy.default(object);
+        let mut causes = objects::validate_metadata(target.kind, object);
+        causes.extend(target.kind.strategy.validate(object, old));
+        if let Some(old) = old
+            && objects::is_deleting(old)
+        {
+            let added: Vec<String> = objects::finalizers(object)
+                .into_iter()
+                .filter(|f| !objects::finalizers(old).contains(f))
+                .collect();
+            if !added.is_empty() {
+                causes.push(Cause::forbidden(
+                    "metadata.finalizers",
+                    &format!("no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                ));
+            }
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            let mut subject = target.subject();
+            if subject.name.is_empty() {
+                subject.name = objects::name(object).unwrap_or_default().to_owned();
+            }
+            Err(ApiError::invalid(target.kind.kind, subject, causes))
+        }
+    }
+
+    async fn create(
+        &self,
+        target: &Target<'_>,
+        query: &Query,
+        body: &Bytes,
+    ) -> Result<Response, ApiError> {
+        let mut object = Self::parse_body(target, body)?;
+        let kind = target.kind;
+        if objects::metadata(&object).is_none() {
+            object["metadata"] = json!({});
+        }
+        let metadata =
+            objects::metadata_mut(&mut object).ok_or_else(|| ApiError::internal("metadata"))?;
+        if kind.namespaced {
+            let namespace = target.namespace.clone().ok_or_else(|| {
+                ApiError::bad_request("a namespaced object must be created in a namespace")
+            })?;
+            match metadata.get("namespace").and_then(Value::as_str) {
+                Some(given) if !given.is_empty() && given != namespace => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {
+                    metadata.insert("namespace".into(), json!(namespace));
+                }
+            }
+        } else {
+            metadata.remove("namespace");
+        }
+        for server_set in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "selfLink",
+        ] {
+            metadata.remove(server_set);
+        }
+        metadata.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        metadata.insert("creationTimestamp".into(), json!(objects::now_rfc3339()));
+        metadata.insert("generation".into(), json!(1));
+        let generate = metadata
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .is_none()
+            .then(|| {
+                metadata
+                    .get("generateName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .flatten();
+        if kind.has_status {
+            // Status is the controller's: a create cannot set it.
+            if let Some(map) = object.as_object_mut() {
+                map.remove("status");
+            }
+        }
+        if let (Some(namespace), true) = (&target.namespace, kind.namespaced)
+            && !self.namespace_exists(namespace).await?
+        {
+            return Err(ApiError::not_found(Subject {
+                group: String::new(),
+                resource: "namespaces".into(),
+                name: namespace.clone(),
+            }));
+        }
+        for _attempt in 0..8 {
+            let mut candidate = object.clone();
+            if let (Some(prefix), Some(metadata)) =
+                (&generate, objects::metadata_mut(&mut candidate))
+            {
+                metadata.insert("name".into(), json!(objects::generate_name(prefix)));
+            }
+            Self::admit(target, &mut candidate, None)?;
+            let name = objects::name(&candidate).unwrap_or_default().to_owned();
+            let key = kind.key(target.namespace.as_deref(), &name);
+            let subject = Subject {
+                name: name.clone(),
+                ..target.subject()
+            };
+            if dry_run(query) {
+                return Ok(json_response(
+                    StatusCode::CREATED,
+                    Self::served(kind, candidate),
+                ));
+            }
+            match self.store.create(&key, encode(&candidate)).await {
+                Ok(kv) => {
+                    objects::set_resource_version(&mut candidate, kv.mod_revision);
+                    return Ok(json_response(
+                        StatusCode::CREATED,
+                        Self::served(kind, candidate),
+                    ));
+                }
+                Err(StorageError::KeyExists { .. }) if generate.is_some() => continue,
+                Err(error) => return Err(ApiError::from_storage(error, subject)),
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            "could not find a free generated name; try again",
+        ))
+    }
+
+    /// Merges an incoming object onto the stored one per the kind's rules, and writes it.
+    /// `expected` is the revision the caller based the change on.
+    async fn write_update(
+        &self,
+        target: &Target<'_>,
+        query: &Query,
+        old: &Value,
+        current_revision: Revision,
+        mut object: Value,
+        expected: Revision,
+    ) -> Result<Response, ApiError> {
+        let kind = target.kind;
+        if expected != current_revision {
+            return Err(ApiError::conflict(target.subject()));
+        }
+        let status_update = target.subresource.as_deref() == Some("status");
+        if status_update {
+            // /status: the old object with the new status.
+            let mut merged = old.clone();
+            merged["status"] = object.get("status").cloned().unwrap_or(Value::Null);
+            object = merged;
+        } else if kind.has_status {
+            // Main resource: status is not the caller's to change.
+            match old.get("status") {
+                Some(status) => object["status"] = status.clone(),
+                None => {
+                    if let Some(map) = object.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            }
+        }
+        // Immutable, server-set metadata comes from the stored object.
+        {
+            let old_metadata = objects::metadata(old).cloned().unwrap_or_default();
+            if objects::metadata(&object).is_none() {
+                object["metadata"] = json!({});
+            }
+            let metadata =
+                objects::metadata_mut(&mut object).ok_or_else(|| ApiError::internal("metadata"))?;
+            if let Some(given) = metadata.get("name").and_then(Value::as_str)
+                && Some(given) != target.name.as_deref()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({given}) does not match the name on the URL ({})",
+                    target.name.as_deref().unwrap_or_default()
+                )));
+            }
+            for field in [
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match old_metadata.get(field) {
+                    Some(value) => {
+                        metadata.insert(field.into(), value.clone());
+                    }
+                    None => {
+                        metadata.remove(field);
+                    }
+                }
+            }
+            metadata.remove("resourceVersion");
+        }
+        Self::admit(target, &mut object, Some(old))?;
+        if objects::generation_content(kind, &object) != objects::generation_content(kind, old) {
+            let generation = objects::metadata(old)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if let Some(metadata) = objects::metadata_mut(&mut object) {
+                metadata.insert("generation".into(), json!(generation + 1));
+            }
+        }
+        let mut unchanged = old.clone();
+        if let Some(metadata) = objects::metadata_mut(&mut unchanged) {
+            metadata.remove("resourceVersion");
+        }
+        if object == unchanged {
+            // A no-op keeps the revision and emits no event.
+            return Ok(json_response(
+                StatusCode::OK,
+                Self::served(kind, old.clone()),
+            ));
+        }
+        let key = target.key()?;
+        if dry_run(query) {
+            objects::set_resource_version(&mut object, current_revision);
+            return Ok(json_response(StatusCode::OK, Self::served(kind, object)));
+        }
+        // The last finalizer gone from an object being deleted: it goes now.
+        if objects::is_deleting(&object) && objects::finalizers(&object).is_empty() {
+            let written = self
+                .store
+                .update(&key, encode(&object), current_revision)
+                .await
+                .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+            let deleted = self
+                .store
+                .delete(&key, written.mod_revision)
+                .await
+                .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+            objects::set_resource_version(&mut object, deleted.revision);
+            return Ok(json_response(StatusCode::OK, Self::served(kind, object)));
+        }
+        let written = self
+            .store
+            .update(&key, encode(&object), current_revision)
+            .await
+            .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+        objects::set_resource_version(&mut object, written.mod_revision);
+        Ok(json_response(StatusCode::OK, Self::served(kind, object)))
+    }
+
+    async fn replace(
+        &self,
+        target: &Target<'_>,
+        query: &Query,
+        body: &Bytes,
+    ) -> Result<Response, ApiError> {
+        let object = Self::parse_body(target, body)?;
+        let (old, revision) = self.read(target).await?;
+        let expected = match objects::resource_version(&object) {
+            Some(rv) => parse_revision(rv)?,
+            // Core kinds allow unconditional updates; the others (as CRDs) require a version.
+            None if target.kind.group.is_empty() => revision,
+            None => {
+                return Err(ApiError::invalid(
+                    target.kind.kind,
+                    target.subject(),
+                    vec![Cause::invalid(
+                        "metadata.resourceVersion",
+                        "0x0",
+                        "must be specified for an update",
+                    )],
+                ));
+            }
+        };
+        self.write_update(target, query, &old, revision, object, expected)
+            .await
+    }
+
+    async fn patch(
+        &self,
+        target: &Target<'_>,
+        query: &Query,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Response, ApiError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let core = target.kind.group.is_empty();
+        match content_type.as_str() {
+            "application/merge-patch+json" | "application/json-patch+json" => {}
+            // Core kinds: SMP for the shapes Secrets, ConfigMaps, Namespaces and Events use is a
+            // merge patch (none of them has a keyed list apart from finalizers).
+            "application/strategic-merge-patch+json" if core => {}
+            _ => {
+                return Err(ApiError::unsupported_media_type(format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json{}",
+                    if core {
+                        ", application/strategic-merge-patch+json"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        let patch: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?;
+        // A patch that names a resourceVersion is a precondition: never retried.
+        let conditional = patch.pointer("/metadata/resourceVersion").is_some()
+            || patch.as_array().is_some_and(|ops| {
+                ops.iter().any(|op| {
+                    op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")
+                })
+            });
+        for _ in 0..PATCH_RETRIES {
+            let (old, revision) = self.read(target).await?;
+            let mut patched = old.clone();
+            if content_type == "application/json-patch+json" {
+                let operations = kubernetes_json_patch(&patched, &patch)?;
+                json_patch::patch(&mut patched, &operations).map_err(|e| {
+                    let mut error =
+                        ApiError::invalid(target.kind.kind, target.subject(), Vec::new());
+                    error.message =
+                        "the server rejected our request due to an error in our request".into();
+                    error.causes.push(Cause {
+                        reason: "FieldValueInvalid",
+                        message: e.to_string(),
+                        field: String::new(),
+                    });
+                    error
+                })?;
+            } else {
+                json_patch::merge(&mut patched, &patch);
+            }
+            // A resourceVersion in the result that differs is a precondition.
+            let expected = match objects::resource_version(&patched) {
+                Some(rv) if rv != revision.to_string() => {
+                    return Err(ApiError::conflict(target.subject()));
+                }
+                _ => revision,
+            };
+            match self
+                .write_update(target, query, &old, revision, patched, expected)
+                .await
+            {
+                Err(error) if error.reason == "Conflict" && !conditional => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::conflict(target.subject()))
+    }
+
+    async fn delete(
+        &self,
+        target: &Target<'_>,
+        query: &Query,
+        body: &Bytes,
+    ) -> Result<Response, ApiError> {
+        let options: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
+        let dry = dry_run(query)
+            || options
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|d| d.iter().any(|v| v == "All"));
+        let (mut object, revision) = self.read(target).await?;
+        if let Some(preconditions) = options.get("preconditions") {
+            let metadata = objects::metadata(&object).cloned().unwrap_or_default();
+            for (field, label) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+                if let Some(expected) = preconditions.get(field).and_then(Value::as_str) {
+                    let actual = metadata
+                        .get(field)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if expected != actual {
+                        let mut error = ApiError::conflict(target.subject());
+                        error.message = format!(
+                            "Precondition failed: {label} in precondition: {expected}, {label} in object meta: {actual}"
+                        );
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        let key = target.key()?;
+        if !objects::finalizers(&object).is_empty() {
+            if objects::is_deleting(&object) || dry {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    Self::served(target.kind, object),
+                ));
+            }
+            let generation = objects::metadata(&object)
+                .and_then(|m| m.get("generation"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if let Some(metadata) = objects::metadata_mut(&mut object) {
+                metadata.insert("deletionTimestamp".into(), json!(objects::now_rfc3339()));
+                metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
+                metadata.insert("generation".into(), json!(generation + 1));
+            }
+            let written = self
+                .store
+                .update(&key, encode(&object), revision)
+                .await
+                .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+            objects::set_resource_version(&mut object, written.mod_revision);
+            return Ok(json_response(
+                StatusCode::OK,
+                Self::served(target.kind, object),
+            ));
+        }
+        if dry {
+            return Ok(json_response(
+                StatusCode::OK,
+                Self::served(target.kind, object),
+            ));
+        }
+        if target.kind.kind == "Namespace" && target.kind.group.is_empty() {
+            self.delete_namespace_contents(target.name.as_deref().unwrap_or_default())
+                .await?;
+        }
+        let deleted = self
+            .store
+            .delete(&key, revision)
+            .await
+            .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+        objects::set_resource_version(&mut object, deleted.revision);
+        Ok(json_response(
+            StatusCode::OK,
+            Self::served(target.kind, object),
+        ))
+    }
+
+    /// Standalone mode has no namespace controller: a deleted namespace takes its objects with it.
+    async fn delete_namespace_contents(&self, namespace: &str) -> Result<(), ApiError> {
+        for kind in self.registry.kinds().iter().filter(|k| k.namespaced) {
+            let prefix = kind.scope_prefix(Some(namespace));
+            let page = self
+                .store
+                .list(&ListOptions {
+                    prefix,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| ApiError::from_storage(e, Subject::default()))?;
+            for kv in page.items {
+                match self.store.delete(&kv.key, kv.mod_revision).await {
+                    Ok(_)
+                    | Err(StorageError::NotFound { .. } | StorageError::RevisionMismatch { .. }) => {
+                    }
+                    Err(error) => return Err(ApiError::from_storage(error, Subject::default())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_collection(
+        &self,
+        target: &Target<'_>,
+        query: &Query,
+    ) -> Result<Response, ApiError> {
+        let selectors = Selectors::parse(target.kind, query)?;
+        let (items, _, _) = self.collect(target, &selectors, None, None, None).await?;
+        let mut deleted = Vec::new();
+        for item in items {
+            let one = Target {
+                kind: target.kind,
+                namespace: item
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                name: objects::name(&item).map(str::to_owned),
+                subresource: None,
+            };
+            match self.delete(&one, query, &Bytes::new()).await {
+                Ok(_) => deleted.push(item),
+                Err(error) if error.reason == "NotFound" => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            json!({
+                "kind": format!("{}List", target.kind.kind),
+                "apiVersion": target.kind.api_version(),
+                "metadata": {},
+                "items": deleted,
+            }),
+        ))
+    }
+
+    async fn watch(&self, target: &Target<'_>, query: &Query) -> Result<Response, ApiError> {
+        let selectors = Selectors::parse(target.kind, query)?;
+        let send_initial = flag(query, "sendInitialEvents");
+        let rv_match = query.get("resourceVersionMatch").filter(|v| !v.is_empty());
+        if send_initial && rv_match.map(String::as_str) != Some("NotOlderThan") {
+            return Err(watch_list_misuse(
+                "sendInitialEvents requires resourceVersionMatch=NotOlderThan",
+            ));
+        }
+        if !send_initial && rv_match.is_some() {
+            return Err(watch_list_misuse(
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ));
+        }
+        let timeout = query
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(MAX_WATCH)
+            .min(MAX_WATCH);
+        let resource_version = query
+            .get("resourceVersion")
+            .filter(|v| !v.is_empty() && v.as_str() != "0")
+            .map(|v| parse_revision(v))
+            .transpose()?;
+        let kind = target.kind.clone();
+        let prefix = kind.scope_prefix(target.namespace.as_deref());
+
+        // Initial state: synthetic ADDED when no version was given (or streaming list asked).
+        let mut initial = Vec::new();
+        let from = match resource_version {
+            Some(rv) if !send_initial => rv + 1,
+            _ => {
+                let (items, revision, _) =
+                    self.collect(target, &selectors, None, None, None).await?;
+                initial.extend(
+                    items
+                        .into_iter()
+                        .map(|object| json!({"type": "ADDED", "object": object})),
+                );
+                if send_initial {
+                    initial.push(json!({"type": "BOOKMARK", "object": {
+                        "kind": kind.kind, "apiVersion": kind.api_version(),
+                        "metadata": {"resourceVersion": revision.to_string(),
+                                     "annotations": {"k8s.io/initial-events-end": "true"}}}}));
+                }
+                revision + 1
+            }
+        };
+        let watch = match self.store.watch(&prefix, from).await {
+            Ok(watch) => Some(watch),
+            Err(StorageError::Compacted {
+                requested,
+                compact_revision,
+            }) => {
+                initial.push(json!({"type": "ERROR", "object": ApiError::expired(format!(
+                    "too old resource version: {} ({compact_revision})", requested - 1
+                )).to_status()}));
+                None
+            }
+            Err(error) => return Err(ApiError::from_storage(error, target.subject())),
+        };
+        let stream = async_stream::stream! {
+            for event in initial {
+                yield Ok::<_, std::io::Error>(line(&event));
+            }
+            let Some(mut watch) = watch else { return; };
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            loop {
+                let event = tokio::select! {
+                    _ = &mut deadline => return,
+                    event = watch.next() => event,
+                };
+                let event = match event {
+                    None => return,
+                    Some(Err(error)) => {
+                        let status = ApiError::from_storage(error, Subject::default()).to_status();
+                        yield Ok(line(&json!({"type": "ERROR", "object": status})));
+                        return;
+                    }
+                    Some(Ok(event)) => event,
+                };
+                if let Some(out) = translate(&kind, &selectors, &event) {
+                    yield Ok(line(&out));
+                }
+            }
+        };
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CACHE_CONTROL, "no-cache, private")
+            .body(Body::from_stream(stream))
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+}
+
+/// Request bodies are JSON; protobuf and CBOR are refused with 415 so clients fall back to JSON.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if essence.is_empty() || essence == "application/json" || essence == "*/*" {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format ({essence}) - accepted media types include: application/json"
+        )))
+    }
+}
+
+fn line(event: &Value) -> Bytes {
+    let mut bytes = serde_json::to_vec(event).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+/// A storage event as a watch event, with selector transitions: an object that starts matching
+/// is ADDED, one that stops matching is DELETED.
+fn translate(kind: &ResourceKind, selectors: &Selectors, event: &storage::Event) -> Option<Value> {
+    let decode_at =
+        |kv: &storage::KeyValue, revision| decode(kv, revision).ok().map(|o| Rest::served(kind, o));
+    let previous = event
+        .prev
+        .as_ref()
+        .and_then(|p| decode_at(p, p.mod_revision))
+        .filter(|o| selectors.matches(kind, o));
+    match event.kind {
+        EventKind::Put => {
+            let object = decode_at(&event.kv, event.kv.mod_revision)?;
+            let now = selectors.matches(kind, &object);
+            let kind_of_event = match (previous.is_some(), now) {
+                (false, true) => "ADDED",
+                (true, true) => "MODIFIED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
+            };
+            Some(json!({"type": kind_of_event, "object": object}))
+        }
+        EventKind::Delete => {
+            let mut object = previous?;
+            objects::set_resource_version(&mut object, event.kv.mod_revision);
+            Some(json!({"type": "DELETED", "object": object}))
+        }
+    }
+}
+
+fn watch_list_misuse(message: &str) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+        format!("ListOptions.meta.k8s.io \"\" is invalid: {message}"),
+    );
+    error.subject = Some(Subject {
+        group: "meta.k8s.io".into(),
+        resource: "ListOptions".into(),
+        name: String::new(),
+    });
+    error.causes.push(Cause {
+        reason: "FieldValueForbidden",
+        message: format!("Forbidden: {message}"),
+        field: "sendInitialEvents".into(),
+    });
+    error
+}
+
+/// Kubernetes' JSON patch quirk: a `test` of a missing path against `null` succeeds (the
+/// kube-runtime finalizer helper relies on it), which RFC 6902 and the `json-patch` crate reject.
+fn kubernetes_json_patch(document: &Value, patch: &Value) -> Result<json_patch::Patch, ApiError> {
+    let operations = patch
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("a JSON patch must be an array of operations"))?;
+    let kept: Vec<Value> = operations
+        .iter()
+        .filter(|op| {
+            let is_null_test = op.get("op").and_then(Value::as_str) == Some("test")
+                && op.get("value").is_some_and(Value::is_null);
+            let path_missing = op
+                .get("path")
+                .and_then(Value::as_str)
+                .is_some_and(|p| document.pointer(p).is_none());
+            !(is_null_test && path_missing)
+        })
+        .cloned()
+        .collect();
+    serde_json::from_value(Value::Array(kept))
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))
+}

