@@ -26,6 +26,41 @@ pub struct Plain;
 
 impl Strategy for Plain {}
 
+/// How a table column's value is read from an object.
+#[derive(Debug, Clone, Copy)]
+pub enum ColumnValue {
+    /// The value at a JSON pointer.
+    Path(&'static str),
+    /// How many entries the map at a JSON pointer has.
+    Count(&'static str),
+    /// `kind/name` of the object reference at a JSON pointer.
+    KindName(&'static str),
+}
+
+/// A column of `kubectl get` (between NAME, which comes first, and AGE, which comes last).
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    /// `string`, `integer`, `date`, ...
+    pub kind: &'static str,
+    pub description: &'static str,
+    /// 0: always shown; 1: only with `-o wide`.
+    pub priority: u8,
+    pub value: ColumnValue,
+}
+
+impl Column {
+    pub const fn string(name: &'static str, pointer: &'static str) -> Self {
+        Self {
+            name,
+            kind: "string",
+            description: "",
+            priority: 0,
+            value: ColumnValue::Path(pointer),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ResourceKind {
     /// `""` for the core group.
@@ -41,6 +76,8 @@ pub struct ResourceKind {
     pub has_status: bool,
     /// Field selectors beyond `metadata.name`/`metadata.namespace`: (selector, JSON pointer).
     pub field_selectors: &'static [(&'static str, &'static str)],
+    /// `kubectl get` columns beyond NAME and AGE.
+    pub columns: &'static [Column],
     pub strategy: Arc<dyn Strategy>,
 }
 
@@ -170,6 +207,7 @@ impl Registry {
                 namespaced: false,
                 has_status: true,
                 field_selectors: &[("status.phase", "/status/phase")],
+                columns: NAMESPACE_COLUMNS,
                 strategy: Arc::new(NamespaceStrategy),
             })
             .add(ResourceKind {
@@ -183,6 +221,7 @@ impl Registry {
                 namespaced: true,
                 has_status: false,
                 field_selectors: &[("type", "/type")],
+                columns: SECRET_COLUMNS,
                 strategy: Arc::new(SecretStrategy),
             })
             .add(ResourceKind {
@@ -196,6 +235,7 @@ impl Registry {
                 namespaced: true,
                 has_status: false,
                 field_selectors: &[],
+                columns: CONFIGMAP_COLUMNS,
                 strategy: plain.clone(),
             })
             .add(ResourceKind {
@@ -216,6 +256,7 @@ impl Registry {
                     ("reason", "/reason"),
                     ("type", "/type"),
                 ],
+                columns: CORE_EVENT_COLUMNS,
                 strategy: plain.clone(),
             })
             .add(ResourceKind {
@@ -234,6 +275,7 @@ impl Registry {
                     ("reason", "/reason"),
                     ("type", "/type"),
                 ],
+                columns: EVENT_COLUMNS,
                 strategy: plain.clone(),
             })
             .add(ResourceKind {
@@ -247,11 +289,56 @@ impl Registry {
                 namespaced: true,
                 has_status: false,
                 field_selectors: &[],
+                columns: LEASE_COLUMNS,
                 strategy: plain,
             });
         registry
     }
 }
+
+const NAMESPACE_COLUMNS: &[Column] = &[Column::string("Status", "/status/phase")];
+const SECRET_COLUMNS: &[Column] = &[
+    Column::string("Type", "/type"),
+    Column {
+        name: "Data",
+        kind: "integer",
+        description: "Number of keys",
+        priority: 0,
+        value: ColumnValue::Count("/data"),
+    },
+];
+const CONFIGMAP_COLUMNS: &[Column] = &[Column {
+    name: "Data",
+    kind: "integer",
+    description: "Number of keys",
+    priority: 0,
+    value: ColumnValue::Count("/data"),
+}];
+const CORE_EVENT_COLUMNS: &[Column] = &[
+    Column::string("Type", "/type"),
+    Column::string("Reason", "/reason"),
+    Column {
+        name: "Object",
+        kind: "string",
+        description: "The object the event is about",
+        priority: 0,
+        value: ColumnValue::KindName("/involvedObject"),
+    },
+    Column::string("Message", "/message"),
+];
+const EVENT_COLUMNS: &[Column] = &[
+    Column::string("Type", "/type"),
+    Column::string("Reason", "/reason"),
+    Column {
+        name: "Object",
+        kind: "string",
+        description: "The object the event is about",
+        priority: 0,
+        value: ColumnValue::KindName("/regarding"),
+    },
+    Column::string("Note", "/note"),
+];
+const LEASE_COLUMNS: &[Column] = &[Column::string("Holder", "/spec/holderIdentity")];
 
 struct NamespaceStrategy;
 

@@ -17,6 +17,7 @@ pub mod objects;
 pub mod rest;
 pub mod selectors;
 pub mod status;
+pub mod tables;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -19,6 +19,7 @@ use crate::kinds::{Registry, ResourceKind};
 use crate::objects::{self, decode, encode};
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Cause, Subject};
+use crate::tables::{self, Representation};
 
 /// The longest a watch stays open when the client does not say (kube-apiserver: 30 min).
 const MAX_WATCH: Duration = Duration::from_secs(1800);
@@ -257,12 +258,16 @@ impl Rest {
                     ));
                 }
             }
+            let representation =
+                tables::negotiate(headers, query.get("includeObject").map(String::as_str));
             match (method.clone(), target.name.is_some()) {
-                (Method::GET, false) if flag(&query, "watch") => self.watch(&target, &query).await,
-                (Method::GET, false) => self.list(&target, &query).await,
+                (Method::GET, false) if flag(&query, "watch") => {
+                    self.watch(&target, &query, representation).await
+                }
+                (Method::GET, false) => self.list(&target, &query, representation).await,
                 (Method::POST, false) => self.create(&target, &query, &body).await,
                 (Method::DELETE, false) => self.delete_collection(&target, &query).await,
-                (Method::GET, true) => self.get(&target).await,
+                (Method::GET, true) => self.get(&target, representation).await,
                 (Method::PUT, true) => self.replace(&target, &query, &body).await,
                 (Method::PATCH, true) => self.patch(&target, &query, headers, &body).await,
                 (Method::DELETE, true) => self.delete(&target, &query, &body).await,
@@ -295,11 +300,16 @@ impl Rest {
         Ok((object, kv.mod_revision))
     }
 
-    async fn get(&self, target: &Target<'_>) -> Result<Response, ApiError> {
+    async fn get(
+        &self,
+        target: &Target<'_>,
+        representation: Representation,
+    ) -> Result<Response, ApiError> {
         let (object, _) = self.read(target).await?;
+        let object = Self::served(target.kind, object);
         Ok(json_response(
             StatusCode::OK,
-            Self::served(target.kind, object),
+            tables::one(target.kind, object, representation),
         ))
     }
 
@@ -347,7 +357,12 @@ impl Rest {
         }
     }
 
-    async fn list(&self, target: &Target<'_>, query: &Query) -> Result<Response, ApiError> {
+    async fn list(
+        &self,
+        target: &Target<'_>,
+        query: &Query,
+        representation: Representation,
+    ) -> Result<Response, ApiError> {
         let selectors = Selectors::parse(target.kind, query)?;
         if flag(query, "sendInitialEvents") {
             return Err(watch_list_misuse("sendInitialEvents is forbidden for list"));
@@ -410,12 +425,7 @@ impl Rest {
         }
         Ok(json_response(
             StatusCode::OK,
-            json!({
-                "kind": format!("{}List", target.kind.kind),
-                "apiVersion": target.kind.api_version(),
-                "metadata": metadata,
-                "items": items,
-            }),
+            tables::list(target.kind, items, metadata, representation),
         ))
     }
 
@@ -969,7 +979,12 @@ impl Rest {
         ))
     }
 
-    async fn watch(&self, target: &Target<'_>, query: &Query) -> Result<Response, ApiError> {
+    async fn watch(
+        &self,
+        target: &Target<'_>,
+        query: &Query,
+        representation: Representation,
+    ) -> Result<Response, ApiError> {
         let selectors = Selectors::parse(target.kind, query)?;
         let send_initial = flag(query, "sendInitialEvents");
         let rv_match = query.get("resourceVersionMatch").filter(|v| !v.is_empty());
@@ -1052,7 +1067,9 @@ impl Rest {
                     }
                     Some(Ok(event)) => event,
                 };
-                if let Some(out) = translate(&kind, &selectors, &event) {
+                if let Some(mut out) = translate(&kind, &selectors, &event) {
+                    let object = out["object"].take();
+                    out["object"] = tables::one(&kind, object, representation);
                     yield Ok(line(&out));
                 }
             }

@@ -728,3 +728,56 @@ async fn status_is_a_subresource_and_namespaces_cascade() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn tables_and_metadata_are_negotiated_by_accept() -> TestResult {
+    let server = Server::start().await?;
+    server
+        .post(
+            "/api/v1/namespaces/default/secrets",
+            json!({"metadata": {"name": "s"}, "stringData": {"a": "1", "b": "2"}}),
+        )
+        .await?;
+    let table: Value = server
+        .http
+        .get(format!("{}/api/v1/namespaces/default/secrets", server.url))
+        .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(table["kind"], "Table");
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(columns, ["Name", "Type", "Data", "Age"]);
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(
+        (cells[0].clone(), cells[1].clone(), cells[2].clone()),
+        (json!("s"), json!("Opaque"), json!(2))
+    );
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    assert!(table["metadata"]["resourceVersion"].is_string());
+
+    let metadata: Value = server
+        .http
+        .get(format!("{}/api/v1/secrets", server.url))
+        .header(
+            "accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(metadata["kind"], "PartialObjectMetadataList");
+    assert!(
+        metadata["items"][0].get("data").is_none(),
+        "metadata only, no secret data"
+    );
+    assert_eq!(metadata["items"][0]["metadata"]["name"], "s");
+    Ok(())
+}

@@ -120,6 +120,21 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
         ] {
             assert!(namespaces.contains(ns), "{namespaces}");
         }
+        let table = ok(&config, &["get", "secrets", "-n", "team-a"])?;
+        let header: Vec<&str> = table
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(header, ["NAME", "TYPE", "DATA", "AGE"], "{table}");
+        assert!(
+            table
+                .lines()
+                .nth(1)
+                .is_some_and(|row| row.starts_with("db") && row.contains("Opaque")),
+            "{table}"
+        );
         let (found, _, stderr) = kubectl(&config, &["get", "secret", "nope", "-n", "team-a"])?;
         assert!(!found && stderr.contains("NotFound"), "{stderr}");
         Ok(())
