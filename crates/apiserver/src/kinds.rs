@@ -78,6 +78,11 @@ pub struct ResourceKind {
     pub field_selectors: &'static [(&'static str, &'static str)],
     /// `kubectl get` columns beyond NAME and AGE.
     pub columns: &'static [Column],
+    /// What `kubectl explain` says about the kind.
+    pub description: &'static str,
+    /// The kind's own top-level properties (besides apiVersion, kind, metadata), as OpenAPI
+    /// schemas: drives the OpenAPI documents and `fieldValidation`.
+    pub schema: fn() -> Value,
     pub strategy: Arc<dyn Strategy>,
 }
 
@@ -208,6 +213,8 @@ impl Registry {
                 has_status: true,
                 field_selectors: &[("status.phase", "/status/phase")],
                 columns: NAMESPACE_COLUMNS,
+                description: "Namespace provides a scope for Names.",
+                schema: namespace_schema,
                 strategy: Arc::new(NamespaceStrategy),
             })
             .add(ResourceKind {
@@ -222,6 +229,8 @@ impl Registry {
                 has_status: false,
                 field_selectors: &[("type", "/type")],
                 columns: SECRET_COLUMNS,
+                description: "Secret holds secret data of a certain type.",
+                schema: secret_schema,
                 strategy: Arc::new(SecretStrategy),
             })
             .add(ResourceKind {
@@ -236,6 +245,8 @@ impl Registry {
                 has_status: false,
                 field_selectors: &[],
                 columns: CONFIGMAP_COLUMNS,
+                description: "ConfigMap holds configuration data for pods to consume.",
+                schema: configmap_schema,
                 strategy: plain.clone(),
             })
             .add(ResourceKind {
@@ -257,6 +268,8 @@ impl Registry {
                     ("type", "/type"),
                 ],
                 columns: CORE_EVENT_COLUMNS,
+                description: "Event is a report of an event somewhere in the cluster.",
+                schema: core_event_schema,
                 strategy: plain.clone(),
             })
             .add(ResourceKind {
@@ -276,6 +289,8 @@ impl Registry {
                     ("type", "/type"),
                 ],
                 columns: EVENT_COLUMNS,
+                description: "Event is a report of an event somewhere in the cluster (events.k8s.io).",
+                schema: event_schema,
                 strategy: plain.clone(),
             })
             .add(ResourceKind {
@@ -290,6 +305,8 @@ impl Registry {
                 has_status: false,
                 field_selectors: &[],
                 columns: LEASE_COLUMNS,
+                description: "Lease defines a lease concept.",
+                schema: lease_schema,
                 strategy: plain,
             });
         registry
@@ -339,6 +356,81 @@ const EVENT_COLUMNS: &[Column] = &[
     Column::string("Note", "/note"),
 ];
 const LEASE_COLUMNS: &[Column] = &[Column::string("Holder", "/spec/holderIdentity")];
+
+fn string() -> Value {
+    serde_json::json!({"type": "string"})
+}
+
+fn string_map() -> Value {
+    serde_json::json!({"type": "object", "additionalProperties": {"type": "string"}})
+}
+
+fn object_reference() -> Value {
+    serde_json::json!({"type": "object", "properties": {
+        "apiVersion": string(), "kind": string(), "name": string(), "namespace": string(),
+        "uid": string(), "resourceVersion": string(), "fieldPath": string()}})
+}
+
+fn namespace_schema() -> Value {
+    serde_json::json!({
+        "spec": {"type": "object", "properties": {"finalizers": {"type": "array", "items": string()}}},
+        "status": {"type": "object", "properties": {"phase": string(),
+            "conditions": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}},
+    })
+}
+
+fn secret_schema() -> Value {
+    serde_json::json!({
+        "data": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+        "stringData": string_map(),
+        "type": string(),
+        "immutable": {"type": "boolean"},
+    })
+}
+
+fn configmap_schema() -> Value {
+    serde_json::json!({
+        "data": string_map(),
+        "binaryData": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+        "immutable": {"type": "boolean"},
+    })
+}
+
+fn core_event_schema() -> Value {
+    let time = serde_json::json!({"type": "string", "format": "date-time"});
+    serde_json::json!({
+        "involvedObject": object_reference(), "related": object_reference(),
+        "reason": string(), "message": string(), "type": string(), "action": string(),
+        "source": {"type": "object", "properties": {"component": string(), "host": string()}},
+        "firstTimestamp": time, "lastTimestamp": time, "eventTime": time,
+        "count": {"type": "integer"},
+        "series": {"type": "object", "properties": {"count": {"type": "integer"}, "lastObservedTime": time}},
+        "reportingComponent": string(), "reportingInstance": string(),
+    })
+}
+
+fn event_schema() -> Value {
+    let time = serde_json::json!({"type": "string", "format": "date-time"});
+    serde_json::json!({
+        "regarding": object_reference(), "related": object_reference(),
+        "reason": string(), "note": string(), "type": string(), "action": string(),
+        "eventTime": time, "reportingController": string(), "reportingInstance": string(),
+        "series": {"type": "object", "properties": {"count": {"type": "integer"}, "lastObservedTime": time}},
+        "deprecatedSource": {"type": "object", "properties": {"component": string(), "host": string()}},
+        "deprecatedFirstTimestamp": time, "deprecatedLastTimestamp": time,
+        "deprecatedCount": {"type": "integer"},
+    })
+}
+
+fn lease_schema() -> Value {
+    let time = serde_json::json!({"type": "string", "format": "date-time"});
+    serde_json::json!({
+        "spec": {"type": "object", "properties": {
+            "holderIdentity": string(), "leaseDurationSeconds": {"type": "integer"},
+            "acquireTime": time, "renewTime": time, "leaseTransitions": {"type": "integer"},
+            "preferredHolder": string(), "strategy": string()}},
+    })
+}
 
 struct NamespaceStrategy;
 

@@ -14,6 +14,7 @@
 pub mod discovery;
 pub mod kinds;
 pub mod objects;
+pub mod openapi;
 pub mod rest;
 pub mod selectors;
 pub mod status;
@@ -83,6 +84,9 @@ impl ApiServer {
             .route("/healthz", get(|| async { "ok" }))
             .route("/livez", get(|| async { "ok" }))
             .route("/readyz", get(|| async { "ok" }))
+            .route("/openapi/v3", get(openapi_index))
+            .route("/openapi/v3/{*path}", get(openapi_document))
+            .route("/openapi/v2", get(openapi_v2))
             .route("/api", get(core_versions))
             .route("/api/v1", get(core_resources))
             .route("/api/v1/{*rest}", any(core_rest))
@@ -144,6 +148,45 @@ async fn group_resources(
         Some(list) => axum::Json(list).into_response(),
         None => not_found(),
     }
+}
+
+async fn openapi_index(State(server): Shared) -> Response {
+    axum::Json(openapi::v3_index(&server.rest.registry)).into_response()
+}
+
+async fn openapi_document(State(server): Shared, Path(path): Path<String>) -> Response {
+    let segments: Vec<&str> = path.split('/').collect();
+    let document = match segments.as_slice() {
+        ["api", version] => openapi::v3_document(&server.rest.registry, "", version),
+        ["apis", group, version] => openapi::v3_document(&server.rest.registry, group, version),
+        _ => None,
+    };
+    match document {
+        Some(document) => axum::Json(document).into_response(),
+        None => not_found(),
+    }
+}
+
+/// kubectl 1.20 asks for protobuf only; an empty body is a valid empty `Document` and lets its
+/// apply/create work (explain needs the real encoding — not done yet).
+async fn openapi_v2(State(server): Shared, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let wants_json =
+        accept.contains("json") && !accept.starts_with("application/com.github.proto-openapi");
+    if wants_json || accept.contains("*/*") && !accept.contains("protobuf") {
+        return axum::Json(openapi::v2_document(&server.rest.registry)).into_response();
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+        )],
+        Vec::<u8>::new(),
+    )
+        .into_response()
 }
 
 fn not_found() -> Response {

@@ -17,6 +17,7 @@ use storage::{EventKind, ListOptions, Revision, StorageError, Store};
 
 use crate::kinds::{Registry, ResourceKind};
 use crate::objects::{self, decode, encode};
+use crate::openapi;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Cause, Subject};
 use crate::tables::{self, Representation};
@@ -95,6 +96,52 @@ fn parse_revision(value: &str) -> Result<Revision, ApiError> {
 
 fn json_response(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
+}
+
+/// Adds `Warning: 299 - "..."` headers (kubectl prints them as `Warning: ...`).
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = axum::http::HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
+/// `fieldValidation`: fields the kind's schema does not know are pruned (as Kubernetes does);
+/// `Strict` refuses the request instead, `Warn` (the default) reports them as warnings.
+fn check_fields(
+    kind: &ResourceKind,
+    query: &Query,
+    object: &mut Value,
+) -> Result<Vec<String>, ApiError> {
+    let mode = query.get("fieldValidation").map_or("Warn", String::as_str);
+    if !matches!(mode, "Strict" | "Warn" | "Ignore") {
+        return Err(ApiError::bad_request(format!(
+            "fieldValidation must be one of Strict, Warn or Ignore, not {mode:?}"
+        )));
+    }
+    let schema = openapi::object_schema(kind);
+    let mut unknown = Vec::new();
+    openapi::unknown_fields(&schema, object, "", &mut unknown);
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    if mode == "Strict" {
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+            messages.join(", "),
+            kind = kind.kind,
+            version = kind.version,
+        )));
+    }
+    openapi::prune(&schema, object);
+    Ok(if mode == "Warn" { messages } else { Vec::new() })
 }
 
 /// The continue token: where the next page starts and at which revision (kube-apiserver's shape).
@@ -241,6 +288,7 @@ impl Rest {
             headers,
             body,
         } = call;
+        let mut warnings = Vec::new();
         let result = async {
             let target = self.target(group, version, path)?;
             let query = parse_query(query);
@@ -265,11 +313,14 @@ impl Rest {
                     self.watch(&target, &query, representation).await
                 }
                 (Method::GET, false) => self.list(&target, &query, representation).await,
-                (Method::POST, false) => self.create(&target, &query, &body).await,
+                (Method::POST, false) => self.create(&target, &query, &body, &mut warnings).await,
                 (Method::DELETE, false) => self.delete_collection(&target, &query).await,
                 (Method::GET, true) => self.get(&target, representation).await,
-                (Method::PUT, true) => self.replace(&target, &query, &body).await,
-                (Method::PATCH, true) => self.patch(&target, &query, headers, &body).await,
+                (Method::PUT, true) => self.replace(&target, &query, &body, &mut warnings).await,
+                (Method::PATCH, true) => {
+                    self.patch(&target, &query, headers, &body, &mut warnings)
+                        .await
+                }
                 (Method::DELETE, true) => self.delete(&target, &query, &body).await,
                 (method, _) => Err(ApiError::method_not_allowed(format!(
                     "method {method} is not supported here"
@@ -277,7 +328,10 @@ impl Rest {
             }
         }
         .await;
-        result.unwrap_or_else(IntoResponse::into_response)
+        match result {
+            Ok(response) => with_warnings(response, &warnings),
+            Err(error) => error.into_response(),
+        }
     }
 
     /// Fills `kind`/`apiVersion`, which are not stored differently per object.
@@ -503,9 +557,11 @@ impl Rest {
         target: &Target<'_>,
         query: &Query,
         body: &Bytes,
+        warnings: &mut Vec<String>,
     ) -> Result<Response, ApiError> {
         let mut object = Self::parse_body(target, body)?;
         let kind = target.kind;
+        *warnings = check_fields(kind, query, &mut object)?;
         if objects::metadata(&object).is_none() {
             object["metadata"] = json!({});
         }
@@ -731,8 +787,10 @@ impl Rest {
         target: &Target<'_>,
         query: &Query,
         body: &Bytes,
+        warnings: &mut Vec<String>,
     ) -> Result<Response, ApiError> {
-        let object = Self::parse_body(target, body)?;
+        let mut object = Self::parse_body(target, body)?;
+        *warnings = check_fields(target.kind, query, &mut object)?;
         let (old, revision) = self.read(target).await?;
         let expected = match objects::resource_version(&object) {
             Some(rv) => parse_revision(rv)?,
@@ -760,6 +818,7 @@ impl Rest {
         query: &Query,
         headers: &HeaderMap,
         body: &Bytes,
+        warnings: &mut Vec<String>,
     ) -> Result<Response, ApiError> {
         let content_type = headers
             .get(header::CONTENT_TYPE)
@@ -816,6 +875,7 @@ impl Rest {
             } else {
                 json_patch::merge(&mut patched, &patch);
             }
+            *warnings = check_fields(target.kind, query, &mut patched)?;
             // A resourceVersion in the result that differs is a precondition.
             let expected = match objects::resource_version(&patched) {
                 Some(rv) if rv != revision.to_string() => {

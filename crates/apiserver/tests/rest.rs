@@ -781,3 +781,100 @@ async fn tables_and_metadata_are_negotiated_by_accept() -> TestResult {
     assert_eq!(metadata["items"][0]["metadata"]["name"], "s");
     Ok(())
 }
+
+#[tokio::test]
+async fn field_validation_rejects_warns_or_prunes_unknown_fields() -> TestResult {
+    let server = Server::start().await?;
+    let body = json!({"metadata": {"name": "v"}, "data": {"a": "b"}, "spek": {"x": 1}});
+    let (status, strict) = server
+        .post(&format!("{CM}?fieldValidation=Strict"), body.clone())
+        .await?;
+    assert_eq!(status, 400);
+    assert!(
+        strict["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(r#"strict decoding error: unknown field "spek""#)),
+        "{strict}"
+    );
+    assert_eq!(
+        server.get(&format!("{CM}/v")).await?.0,
+        404,
+        "nothing stored"
+    );
+
+    let response = server
+        .http
+        .post(format!("{}{CM}", server.url))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 201);
+    let warning = response
+        .headers()
+        .get("warning")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    assert_eq!(
+        warning.as_deref(),
+        Some(r#"299 - "unknown field \"spek\"""#)
+    );
+    let stored: Value = response.json().await?;
+    assert!(stored.get("spek").is_none(), "unknown fields are pruned");
+    assert_eq!(
+        server
+            .post(&format!("{CM}?fieldValidation=Sometimes"), body)
+            .await?
+            .0,
+        400
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn openapi_documents_describe_every_kind_for_kubectl() -> TestResult {
+    let server = Server::start().await?;
+    let (_, index) = server.get("/openapi/v3").await?;
+    let url = index["paths"]["apis/coordination.k8s.io/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        url.starts_with("/openapi/v3/apis/coordination.k8s.io/v1?hash="),
+        "{index}"
+    );
+    let (_, document) = server.get(&url).await?;
+    let patch = &document["paths"]["/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"]
+        ["patch"];
+    assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Lease");
+    assert!(
+        patch["parameters"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "fieldValidation"))
+    );
+    assert_eq!(
+        document["components"]["schemas"]["io.k8s.coordination.v1.Lease"]["x-kubernetes-group-version-kind"]
+            [0]["group"],
+        "coordination.k8s.io"
+    );
+
+    let v2 = server
+        .http
+        .get(format!("{}/openapi/v2", server.url))
+        .header(
+            "accept",
+            "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+        )
+        .send()
+        .await?;
+    assert_eq!(
+        v2.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+    );
+    let (_, json_v2) = server.get("/openapi/v2").await?;
+    assert!(
+        json_v2["definitions"]["io.k8s.api.core.v1.Secret"]["properties"]["stringData"].is_object()
+    );
+    Ok(())
+}

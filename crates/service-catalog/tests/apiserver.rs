@@ -87,8 +87,9 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
     let config2 = config.clone();
     let result = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let config = config2;
-        // OpenAPI is not served yet, so client-side validation is off.
-        let applied = ok(&config, &["apply", "--validate=false", "-f", &file])?;
+        // Validation on (kubectl's default): it trusts the server because the OpenAPI v3
+        // document declares fieldValidation.
+        let applied = ok(&config, &["apply", "-f", &file])?;
         assert!(applied.contains("secret/db created"), "{applied}");
         let password = ok(
             &config,
@@ -120,6 +121,15 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
         ] {
             assert!(namespaces.contains(ns), "{namespaces}");
         }
+        let unknown = config.with_file_name("unknown.yaml");
+        std::fs::write(&unknown, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad, namespace: team-a}\nspek: {x: 1}\n")?;
+        let unknown = unknown.to_string_lossy().into_owned();
+        let (created, _, stderr) = kubectl(&config, &["apply", "-f", &unknown])?;
+        assert!(!created && stderr.contains(r#"strict decoding error: unknown field "spek""#), "{stderr}");
+        let (created, _, stderr) = kubectl(&config, &["apply", "--validate=warn", "-f", &unknown])?;
+        assert!(created && stderr.contains(r#"Warning: unknown field "spek""#), "{stderr}");
+        let explained = ok(&config, &["explain", "lease.spec"])?;
+        assert!(explained.contains("holderIdentity"), "{explained}");
         let table = ok(&config, &["get", "secrets", "-n", "team-a"])?;
         let header: Vec<&str> = table
             .lines()
