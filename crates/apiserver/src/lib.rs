@@ -11,6 +11,7 @@
 // would cost more code than the copies it saves.
 #![allow(clippy::result_large_err)]
 
+pub mod apply;
 pub mod discovery;
 pub mod kinds;
 pub mod objects;

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use storage::{EventKind, ListOptions, Revision, StorageError, Store};
 
+use crate::apply;
 use crate::kinds::{Registry, ResourceKind};
 use crate::objects::{self, decode, encode};
 use crate::openapi;
@@ -831,13 +832,16 @@ impl Rest {
             .to_owned();
         let core = target.kind.group.is_empty();
         match content_type.as_str() {
+            "application/apply-patch+yaml" => {
+                return self.server_side_apply(target, query, body, warnings).await;
+            }
             "application/merge-patch+json" | "application/json-patch+json" => {}
             // Core kinds: SMP for the shapes Secrets, ConfigMaps, Namespaces and Events use is a
             // merge patch (none of them has a keyed list apart from finalizers).
             "application/strategic-merge-patch+json" if core => {}
             _ => {
                 return Err(ApiError::unsupported_media_type(format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json{}",
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{}",
                     if core {
                         ", application/strategic-merge-patch+json"
                     } else {
@@ -889,6 +893,96 @@ impl Rest {
             {
                 Err(error) if error.reason == "Conflict" && !conditional => continue,
                 other => return other,
+            }
+        }
+        Err(ApiError::conflict(target.subject()))
+    }
+
+    /// `PATCH` with `application/apply-patch+yaml`: create, or merge the manager's intent.
+    async fn server_side_apply(
+        &self,
+        target: &Target<'_>,
+        query: &Query,
+        body: &Bytes,
+        warnings: &mut Vec<String>,
+    ) -> Result<Response, ApiError> {
+        let manager = query
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    target.kind.kind,
+                    target.subject(),
+                    vec![Cause::required("fieldManager")],
+                )
+            })?
+            .clone();
+        // YAML is a superset of JSON: one parser for both.
+        let mut applied: Value = serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid apply patch: {e}")))?;
+        if !applied.is_object() {
+            return Err(ApiError::bad_request("an apply patch must be an object"));
+        }
+        for (field, expected) in [
+            ("/apiVersion", target.kind.api_version()),
+            ("/kind", target.kind.kind.to_owned()),
+            ("/metadata/name", target.name.clone().unwrap_or_default()),
+        ] {
+            let given = applied
+                .pointer(field)
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if given != expected {
+                return Err(ApiError::bad_request(format!(
+                    "{} in an apply patch must be {expected:?}, not {given:?}",
+                    field.trim_start_matches('/').replace('/', ".")
+                )));
+            }
+        }
+        *warnings = check_fields(target.kind, query, &mut applied)?;
+        let now = objects::now_rfc3339();
+        let fields = apply::field_set(&applied);
+        for _ in 0..PATCH_RETRIES {
+            match self.read(target).await {
+                Err(error) if error.reason == "NotFound" => {
+                    let mut object = applied.clone();
+                    apply::record(
+                        &mut object,
+                        &manager,
+                        &target.kind.api_version(),
+                        fields.clone(),
+                        &now,
+                    );
+                    let create = Target {
+                        kind: target.kind,
+                        namespace: target.namespace.clone(),
+                        name: None,
+                        subresource: None,
+                    };
+                    let body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+                    match self.create(&create, query, &body, &mut Vec::new()).await {
+                        Err(error) if error.reason == "AlreadyExists" => continue,
+                        other => return other,
+                    }
+                }
+                Err(error) => return Err(error),
+                Ok((live, revision)) => {
+                    let mut object = apply::apply(&live, &applied, &manager);
+                    apply::record(
+                        &mut object,
+                        &manager,
+                        &target.kind.api_version(),
+                        fields.clone(),
+                        &now,
+                    );
+                    match self
+                        .write_update(target, query, &live, revision, object, revision)
+                        .await
+                    {
+                        Err(error) if error.reason == "Conflict" => continue,
+                        other => return other,
+                    }
+                }
             }
         }
         Err(ApiError::conflict(target.subject()))

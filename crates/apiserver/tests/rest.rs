@@ -631,6 +631,14 @@ async fn patches_and_preconditions_are_honoured() -> TestResult {
             )
             .await?
             .0,
+        422,
+        "fieldManager is required"
+    );
+    assert_eq!(
+        server
+            .patch(&format!("{CM}/p"), "application/x-yaml", json!({}))
+            .await?
+            .0,
         415
     );
     assert_eq!(
@@ -876,5 +884,47 @@ async fn openapi_documents_describe_every_kind_for_kubectl() -> TestResult {
     assert!(
         json_v2["definitions"]["io.k8s.api.core.v1.Secret"]["properties"]["stringData"].is_object()
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_merges_and_forgets_what_its_manager_dropped() -> TestResult {
+    let server = Server::start().await?;
+    let apply = |body: &str| {
+        server
+            .http
+            .patch(format!(
+                "{}{CM}/ssa?fieldManager=tool&force=true",
+                server.url
+            ))
+            .header("content-type", "application/apply-patch+yaml")
+            .body(body.to_owned())
+            .send()
+    };
+    let created = apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  labels: {team: a}\ndata:\n  x: '1'\n  y: '2'\n").await?;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await?;
+    assert_eq!(created["metadata"]["managedFields"][0]["manager"], "tool");
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["fieldsV1"]["f:data"],
+        json!({"f:x": {}, "f:y": {}})
+    );
+
+    // Someone else adds a key; the manager re-applies without `y` and without the label.
+    server
+        .patch(
+            &format!("{CM}/ssa"),
+            "application/merge-patch+json",
+            json!({"data": {"z": "other"}}),
+        )
+        .await?;
+    let updated = apply(r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"x": "9"}}"#).await?;
+    assert_eq!(updated.status(), 200);
+    let updated: Value = updated.json().await?;
+    assert_eq!(updated["data"], json!({"x": "9", "z": "other"}));
+    assert!(updated["metadata"]["labels"].get("team").is_none());
+
+    let mismatched = apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\n").await?;
+    assert_eq!(mismatched.status(), 400);
     Ok(())
 }

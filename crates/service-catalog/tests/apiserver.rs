@@ -128,6 +128,8 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
         assert!(!created && stderr.contains(r#"strict decoding error: unknown field "spek""#), "{stderr}");
         let (created, _, stderr) = kubectl(&config, &["apply", "--validate=warn", "-f", &unknown])?;
         assert!(created && stderr.contains(r#"Warning: unknown field "spek""#), "{stderr}");
+        let server_side = ok(&config, &["apply", "--server-side", "-f", &file])?;
+        assert!(server_side.contains("secret/db serverside-applied"), "{server_side}");
         let explained = ok(&config, &["explain", "lease.spec"])?;
         assert!(explained.contains("holderIdentity"), "{explained}");
         let table = ok(&config, &["get", "secrets", "-n", "team-a"])?;
