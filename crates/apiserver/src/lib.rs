@@ -14,6 +14,7 @@
 pub mod apply;
 pub mod discovery;
 pub mod kinds;
+pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod rest;
@@ -47,10 +48,14 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    pub fn new(store: Arc<dyn Store>, registry: Registry) -> Self {
-        Self {
-            rest: rest::Rest { store, registry },
-        }
+    pub fn new(store: Arc<dyn Store>, registry: Registry) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            rest: rest::Rest {
+                store,
+                registry,
+                metrics: metrics::Metrics::new()?,
+            },
+        })
     }
 
     /// Creates the built-in namespaces if the registry serves namespaces and they are missing.
@@ -86,6 +91,7 @@ impl ApiServer {
                 get(|| async { axum::Json(discovery::version()) }),
             )
             .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(metrics_text))
             .route("/livez", get(|| async { "ok" }))
             .route("/readyz", get(|| async { "ok" }))
             .route("/openapi/v3", get(openapi_index))
@@ -170,6 +176,17 @@ async fn group_resources(
         Some(list) => axum::Json(list).into_response(),
         None => not_found(),
     }
+}
+
+async fn metrics_text(State(server): Shared) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        server.rest.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn openapi_index(State(server): Shared) -> Response {

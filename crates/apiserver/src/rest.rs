@@ -31,6 +31,7 @@ const PATCH_RETRIES: usize = 8;
 pub struct Rest {
     pub store: Arc<dyn Store>,
     pub registry: Registry,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// One request below a group-version: `/api/v1/<path>` or `/apis/<group>/<version>/<path>`.
@@ -290,8 +291,22 @@ impl Rest {
             body,
         } = call;
         let mut warnings = Vec::new();
+        let started = std::time::Instant::now();
+        let mut verb = verb_of(&method, query);
+        let mut resource = String::from("unknown");
         let result = async {
             let target = self.target(group, version, path)?;
+            resource = match &target.subresource {
+                Some(sub) => format!("{}/{sub}", target.kind.plural),
+                None => target.kind.plural.to_owned(),
+            };
+            if target.name.is_some() {
+                verb = match verb {
+                    "list" => "get",
+                    "deletecollection" => "delete",
+                    other => other,
+                };
+            }
             let query = parse_query(query);
             if matches!(method, Method::POST | Method::PUT) {
                 require_json(headers)?;
@@ -329,10 +344,21 @@ impl Rest {
             }
         }
         .await;
-        match result {
+        let response = match result {
             Ok(response) => with_warnings(response, &warnings),
             Err(error) => error.into_response(),
-        }
+        };
+        let code = response.status().as_u16().to_string();
+        self.metrics
+            .requests
+            .with_label_values(&[verb, group, &resource, &code])
+            .inc();
+        self.metrics
+            .latency
+            .with_label_values(&[verb, group, &resource])
+            .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(verb, group, resource = %resource, code = %code, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+        response
     }
 
     /// Fills `kind`/`apiVersion`, which are not stored differently per object.
@@ -1316,7 +1342,10 @@ impl Rest {
             }
             Err(error) => return Err(ApiError::from_storage(error, target.subject())),
         };
+        self.metrics.watches.inc();
+        let guard = crate::metrics::WatchGuard(self.metrics.watches.clone());
         let stream = async_stream::stream! {
+            let _guard = guard;
             for event in initial {
                 yield Ok::<_, std::io::Error>(line(&event));
             }
@@ -1366,6 +1395,23 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format ({essence}) - accepted media types include: application/json"
         )))
+    }
+}
+
+/// The Kubernetes verb of a request (what RBAC and metrics call it).
+/// Collection verbs (`list`, `deletecollection`) become item verbs once the target is known.
+fn verb_of(method: &Method, query: Option<&str>) -> &'static str {
+    let watch = parse_query(query)
+        .get("watch")
+        .is_some_and(|v| v == "true" || v == "1");
+    match *method {
+        Method::GET if watch => "watch",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
     }
 }
 

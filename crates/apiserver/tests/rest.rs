@@ -27,7 +27,7 @@ impl Server {
             compaction: None,
             ..SqliteOptions::new(dir.path().join("db"))
         })?);
-        let server = Arc::new(ApiServer::new(store.clone(), Registry::standalone_core()));
+        let server = Arc::new(ApiServer::new(store.clone(), Registry::standalone_core())?);
         server.bootstrap().await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = apiserver::url_of(listener.local_addr()?);
@@ -231,6 +231,23 @@ async fn updates_are_optimistic_and_no_ops_keep_the_version() -> TestResult {
         (json!("Status"), json!("Conflict"))
     );
     assert_eq!(conflict["details"]["kind"], "configmaps");
+
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains(
+            r#"apiserver_request_total{code="409",group="",resource="configmaps",verb="update"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"apiserver_request_total{code="201",group="",resource="configmaps",verb="create"} 1"#
+    ));
 
     // Writing what is there changes nothing.
     let (status, same) = server.put(&format!("{CM}/one"), updated.clone()).await?;

@@ -102,7 +102,7 @@ async fn apiserver(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> 
     let server = Arc::new(apiserver::ApiServer::new(
         Arc::new(store),
         apiserver::Registry::standalone_core(),
-    ));
+    )?);
     server.bootstrap().await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
