@@ -50,11 +50,7 @@ pub struct ApiServer {
 impl ApiServer {
     pub fn new(store: Arc<dyn Store>, registry: Registry) -> Result<Self, prometheus::Error> {
         Ok(Self {
-            rest: rest::Rest {
-                store,
-                registry,
-                metrics: metrics::Metrics::new()?,
-            },
+            rest: rest::Rest::new(store, registry, metrics::Metrics::new()?),
         })
     }
 

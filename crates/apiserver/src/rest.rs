@@ -32,6 +32,28 @@ pub struct Rest {
     pub store: Arc<dyn Store>,
     pub registry: Registry,
     pub metrics: crate::metrics::Metrics,
+    /// Each kind's object schema, built once (every write is checked against it).
+    pub schemas: HashMap<String, Value>,
+}
+
+impl Rest {
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Registry,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
+        let schemas = registry
+            .kinds()
+            .iter()
+            .map(|kind| (openapi::schema_name(kind), openapi::object_schema(kind)))
+            .collect();
+        Self {
+            store,
+            registry,
+            metrics,
+            schemas,
+        }
+    }
 }
 
 /// One request below a group-version: `/api/v1/<path>` or `/apis/<group>/<version>/<path>`.
@@ -114,6 +136,7 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
 /// `fieldValidation`: fields the kind's schema does not know are pruned (as Kubernetes does);
 /// `Strict` refuses the request instead, `Warn` (the default) reports them as warnings.
 fn check_fields(
+    schemas: &HashMap<String, Value>,
     kind: &ResourceKind,
     query: &Query,
     object: &mut Value,
@@ -124,9 +147,11 @@ fn check_fields(
             "fieldValidation must be one of Strict, Warn or Ignore, not {mode:?}"
         )));
     }
-    let schema = openapi::object_schema(kind);
+    let Some(schema) = schemas.get(&openapi::schema_name(kind)) else {
+        return Ok(Vec::new());
+    };
     let mut unknown = Vec::new();
-    openapi::unknown_fields(&schema, object, "", &mut unknown);
+    openapi::unknown_fields(schema, object, "", &mut unknown);
     if unknown.is_empty() {
         return Ok(Vec::new());
     }
@@ -142,7 +167,7 @@ fn check_fields(
             version = kind.version,
         )));
     }
-    openapi::prune(&schema, object);
+    openapi::prune(schema, object);
     Ok(if mode == "Warn" { messages } else { Vec::new() })
 }
 
@@ -643,7 +668,7 @@ impl Rest {
     ) -> Result<Response, ApiError> {
         let mut object = Self::parse_body(target, body)?;
         let kind = target.kind;
-        *warnings = check_fields(kind, query, &mut object)?;
+        *warnings = check_fields(&self.schemas, kind, query, &mut object)?;
         if objects::metadata(&object).is_none() {
             object["metadata"] = json!({});
         }
@@ -866,7 +891,7 @@ impl Rest {
         warnings: &mut Vec<String>,
     ) -> Result<Response, ApiError> {
         let mut object = Self::parse_body(target, body)?;
-        *warnings = check_fields(target.kind, query, &mut object)?;
+        *warnings = check_fields(&self.schemas, target.kind, query, &mut object)?;
         let (old, revision) = self.read(target).await?;
         let expected = match objects::resource_version(&object) {
             Some(rv) => parse_revision(rv)?,
@@ -954,7 +979,7 @@ impl Rest {
             } else {
                 json_patch::merge(&mut patched, &patch);
             }
-            *warnings = check_fields(target.kind, query, &mut patched)?;
+            *warnings = check_fields(&self.schemas, target.kind, query, &mut patched)?;
             // A resourceVersion in the result that differs is a precondition.
             let expected = match objects::resource_version(&patched) {
                 Some(rv) if rv != revision.to_string() => {
@@ -1014,7 +1039,7 @@ impl Rest {
                 )));
             }
         }
-        *warnings = check_fields(target.kind, query, &mut applied)?;
+        *warnings = check_fields(&self.schemas, target.kind, query, &mut applied)?;
         let now = objects::now_rfc3339();
         let fields = apply::field_set(&applied);
         for _ in 0..PATCH_RETRIES {
