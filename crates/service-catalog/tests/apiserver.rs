@@ -195,3 +195,23 @@ fn plain_http_is_refused_off_loopback() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&output.stderr).contains("only loopback"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_dynamic_client_works_unchanged() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = start(dir.path()).await?;
+    let python = test_support::python()?;
+    let script = test_support::workspace_root().join("tests/python/dynamic_client.py");
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(&server.url)
+        .output()
+        .await?;
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}

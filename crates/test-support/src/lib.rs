@@ -17,14 +17,18 @@ use tokio::process::{Child, Command};
 /// How long a server may take to print its `listening on` line.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 
-/// The workspace's root folder.
+/// The workspace's root folder: the nearest ancestor of the current directory (cargo runs tests
+/// in their package's folder) that holds `scripts/python-env`.
+///
+/// Found at run time on purpose: a compile-time `CARGO_MANIFEST_DIR` would point at whichever
+/// clone first built this crate into a shared target dir.
 pub fn workspace_root() -> PathBuf {
-    // This crate lives in <root>/crates/test-support.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let start = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    start
         .ancestors()
-        .nth(2)
+        .find(|dir| dir.join("scripts/python-env").is_file())
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
+        .unwrap_or(start)
 }
 
 /// A server started for a test; killed when dropped.
