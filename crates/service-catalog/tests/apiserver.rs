@@ -17,10 +17,16 @@ async fn start(data_dir: &Path) -> anyhow::Result<ServerProcess> {
     .await
 }
 
-/// Runs kubectl; returns (success, stdout, stderr).
+/// Runs the current kubectl; returns (success, stdout, stderr).
 fn kubectl(config: &Path, args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let python = test_support::python()?;
-    let kubectl = python.with_file_name("kubectl");
+    run_kubectl(&test_support::kubectl_current()?, config, args)
+}
+
+fn run_kubectl(
+    kubectl: &Path,
+    config: &Path,
+    args: &[&str],
+) -> anyhow::Result<(bool, String, String)> {
     let output = Command::new(kubectl)
         .arg("--kubeconfig")
         .arg(config)
@@ -213,5 +219,62 @@ async fn the_python_dynamic_client_works_unchanged() -> anyhow::Result<()> {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_1_20_applies_gets_labels_and_deletes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let _server = start(&data).await?;
+    let manifests = dir.path().join("objects.yaml");
+    std::fs::write(&manifests, MANIFESTS)?;
+    let kubectl = test_support::kubectl_1_20()?;
+    let config = data.join("kubeconfig");
+    let file = manifests.to_string_lossy().into_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let run = |args: &[&str]| -> anyhow::Result<String> {
+            let (success, stdout, stderr) = run_kubectl(&kubectl, &config, args)?;
+            anyhow::ensure!(success, "kubectl 1.20 {} failed: {stderr}", args.join(" "));
+            Ok(stdout)
+        };
+        // 1.20 validates client-side from the protobuf /openapi/v2 (an empty document today).
+        let applied = run(&["apply", "-f", &file])?;
+        assert!(applied.contains("configmap/settings created"), "{applied}");
+        let table = run(&["get", "namespaces"])?;
+        assert!(
+            table.starts_with("NAME") && table.contains("STATUS") && table.contains("team-a"),
+            "{table}"
+        );
+        run(&["label", "configmap", "settings", "-n", "team-a", "tier=web"])?;
+        let yaml = run(&[
+            "get",
+            "configmap",
+            "-n",
+            "team-a",
+            "-l",
+            "tier=web",
+            "-o",
+            "yaml",
+        ])?;
+        assert!(
+            yaml.contains("mode: fast") && yaml.contains("kind: List"),
+            "{yaml}"
+        );
+        let reapplied = run(&["apply", "-f", &file])?;
+        assert!(
+            reapplied.contains("configmap/settings unchanged"),
+            "{reapplied}"
+        );
+        run(&["delete", "configmap", "settings", "-n", "team-a"])?;
+        let (found, _, stderr) = run_kubectl(
+            &kubectl,
+            &config,
+            &["get", "configmap", "settings", "-n", "team-a"],
+        )?;
+        assert!(!found && stderr.contains("NotFound"), "{stderr}");
+        Ok(())
+    })
+    .await??;
     Ok(())
 }

