@@ -17,6 +17,7 @@ pub mod kinds;
 pub mod metrics;
 pub mod objects;
 pub mod openapi;
+pub mod openapi_pb;
 pub mod rest;
 pub mod selectors;
 pub mod status;
@@ -202,8 +203,7 @@ async fn openapi_document(State(server): Shared, Path(path): Path<String>) -> Re
     }
 }
 
-/// kubectl 1.20 asks for protobuf only; an empty body is a valid empty `Document` and lets its
-/// apply/create work (explain needs the real encoding — not done yet).
+/// kubectl 1.20 asks for protobuf only (gnostic's `Document`); everyone else gets JSON.
 async fn openapi_v2(State(server): Shared, headers: HeaderMap) -> Response {
     let accept = headers
         .get(axum::http::header::ACCEPT)
@@ -219,7 +219,7 @@ async fn openapi_v2(State(server): Shared, headers: HeaderMap) -> Response {
             axum::http::header::CONTENT_TYPE,
             "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
         )],
-        Vec::<u8>::new(),
+        openapi_pb::encode_document(&openapi::v2_document(&server.rest.registry)),
     )
         .into_response()
 }

@@ -238,8 +238,14 @@ async fn kubectl_1_20_applies_gets_labels_and_deletes() -> anyhow::Result<()> {
             anyhow::ensure!(success, "kubectl 1.20 {} failed: {stderr}", args.join(" "));
             Ok(stdout)
         };
-        // 1.20 validates client-side from the protobuf /openapi/v2 (an empty document today).
+        // 1.20 validates client-side, from the protobuf /openapi/v2 document.
         let applied = run(&["apply", "-f", &file])?;
+        let unknown = config.with_file_name("unknown.yaml");
+        std::fs::write(&unknown, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad, namespace: team-a}\nspek: {x: 1}\n")?;
+        let (created, _, stderr) = run_kubectl(&kubectl, &config, &["apply", "-f", &unknown.to_string_lossy()])?;
+        assert!(!created && stderr.contains(r#"unknown field "spek" in io.k8s.api.core.v1.ConfigMap"#), "{stderr}");
+        let explained = run(&["explain", "lease.spec.holderIdentity"])?;
+        assert!(explained.contains("FIELD:    holderIdentity <string>"), "{explained}");
         assert!(applied.contains("configmap/settings created"), "{applied}");
         let table = run(&["get", "namespaces"])?;
         assert!(
