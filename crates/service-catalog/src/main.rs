@@ -111,12 +111,25 @@ async fn apiserver(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> 
     let kubeconfig = write_kubeconfig(&data_dir, &url)?;
     println!("listening on {url}");
     println!("kubeconfig: {}", kubeconfig.display());
-    server
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    server.serve(listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, let requests in flight finish, end watches cleanly.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Writes `<data-dir>/kubeconfig` pointing at this server, so `kubectl --kubeconfig` works at

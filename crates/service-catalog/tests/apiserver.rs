@@ -129,6 +129,9 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
         assert!(server_side.contains("secret/db serverside-applied"), "{server_side}");
         let explained = ok(&config, &["explain", "lease.spec"])?;
         assert!(explained.contains("holderIdentity"), "{explained}");
+        deletion_waits_for_the_finalizer(&test_support::kubectl_current()?, &config)?;
+        let chunked = ok(&config, &["get", "namespaces", "--chunk-size=1", "-o", "name"])?;
+        assert_eq!(chunked.lines().count(), 4, "{chunked}");
         let table = ok(&config, &["get", "secrets", "-n", "team-a"])?;
         let header: Vec<&str> = table
             .lines()
@@ -282,5 +285,61 @@ async fn kubectl_1_20_applies_gets_labels_and_deletes() -> anyhow::Result<()> {
         Ok(())
     })
     .await??;
+    Ok(())
+}
+
+/// `kubectl delete` of an object with a finalizer blocks (1.37 with a WatchList watch, 1.20 with
+/// a fieldSelector list+watch) until the finalizer is removed, then succeeds.
+fn deletion_waits_for_the_finalizer(kubectl: &Path, config: &Path) -> anyhow::Result<()> {
+    let held = config.with_file_name("held.yaml");
+    std::fs::write(
+        &held,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: default, finalizers: [example.com/hold]}\n",
+    )?;
+    let (created, _, stderr) =
+        run_kubectl(kubectl, config, &["apply", "-f", &held.to_string_lossy()])?;
+    anyhow::ensure!(created, "{stderr}");
+    let deleter = {
+        let (kubectl, config) = (kubectl.to_owned(), config.to_owned());
+        std::thread::spawn(move || {
+            run_kubectl(
+                &kubectl,
+                &config,
+                &[
+                    "delete",
+                    "configmap",
+                    "held",
+                    "-n",
+                    "default",
+                    "--timeout=30s",
+                ],
+            )
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        !deleter.is_finished(),
+        "delete returned while the finalizer held the object"
+    );
+    let (patched, _, stderr) = run_kubectl(
+        kubectl,
+        config,
+        &[
+            "patch",
+            "configmap",
+            "held",
+            "-n",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    )?;
+    anyhow::ensure!(patched, "{stderr}");
+    let (deleted, stdout, stderr) = deleter
+        .join()
+        .map_err(|_| anyhow::anyhow!("delete thread panicked"))??;
+    assert!(deleted && stdout.contains("deleted"), "{stdout}{stderr}");
     Ok(())
 }
