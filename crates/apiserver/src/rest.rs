@@ -25,6 +25,8 @@ use crate::tables::{self, Representation};
 
 /// The longest a watch stays open when the client does not say (kube-apiserver: 30 min).
 const MAX_WATCH: Duration = Duration::from_secs(1800);
+/// How often an idle watch that asked for bookmarks gets one (kube-apiserver: about a minute).
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 /// How many internal retries a patch makes when the object changes underneath it.
 const PATCH_RETRIES: usize = 8;
 
@@ -1330,6 +1332,7 @@ impl Rest {
             .filter(|v| !v.is_empty() && v.as_str() != "0")
             .map(|v| parse_revision(v))
             .transpose()?;
+        let bookmarks = flag(query, "allowWatchBookmarks");
         let kind = target.kind.clone();
         let prefix = kind.scope_prefix(target.namespace.as_deref());
 
@@ -1377,9 +1380,28 @@ impl Rest {
             let Some(mut watch) = watch else { return; };
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
+            let mut bookmark_tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + BOOKMARK_INTERVAL,
+                BOOKMARK_INTERVAL,
+            );
+            let bookmark = |revision: Revision| line(&json!({"type": "BOOKMARK", "object": {
+                "kind": kind.kind, "apiVersion": kind.api_version(),
+                "metadata": {"resourceVersion": revision.to_string()}}}));
             loop {
                 let event = tokio::select! {
-                    _ = &mut deadline => return,
+                    _ = &mut deadline => {
+                        // A last bookmark lets the client resume from where it really is.
+                        if let Some(revision) = watch.progress().filter(|_| bookmarks) {
+                            yield Ok(bookmark(revision));
+                        }
+                        return;
+                    }
+                    _ = bookmark_tick.tick(), if bookmarks => {
+                        if let Some(revision) = watch.progress() {
+                            yield Ok(bookmark(revision));
+                        }
+                        continue;
+                    }
                     event = watch.next() => event,
                 };
                 let event = match event {

@@ -31,6 +31,7 @@ macro_rules! conformance_tests {
             watch_filters_by_prefix_and_carries_previous_values,
             compaction_forgets_history_but_keeps_the_present,
             a_slow_watcher_is_closed_without_stalling_writers,
+            watch_progress_never_runs_ahead_of_undelivered_events,
             large_values_round_trip,
             many_keys_are_counted_and_listed);
     };
@@ -462,6 +463,41 @@ pub async fn a_slow_watcher_is_closed_without_stalling_writers(store: SharedStor
         }
     }
     assert!(received < 10_000);
+    Ok(())
+}
+
+pub async fn watch_progress_never_runs_ahead_of_undelivered_events(store: SharedStore) -> Outcome {
+    let mut watch = store.watch("/p/", 0).await?;
+    let first = store.create("/p/a", b"1".to_vec()).await?;
+    let second = store.create("/p/b", b"2".to_vec()).await?;
+    // Writes elsewhere move the store on; once caught up, progress follows them.
+    let elsewhere = store.create("/q/x", b"3".to_vec()).await?;
+    let mut delivered = Vec::new();
+    while delivered.len() < 2 {
+        if let Some(progress) = watch.progress() {
+            let last = delivered.last().copied().unwrap_or(0);
+            assert!(
+                progress >= last,
+                "progress {progress} is behind a delivered event {last}"
+            );
+            assert!(
+                delivered.contains(&first.mod_revision) || progress < first.mod_revision,
+                "progress {progress} claims {} before it was delivered",
+                first.mod_revision
+            );
+        }
+        delivered.push(next_event(&mut watch).await?.revision());
+    }
+    assert_eq!(delivered, [first.mod_revision, second.mod_revision]);
+    let mut caught_up = None;
+    for _ in 0..100 {
+        caught_up = watch.progress();
+        if caught_up == Some(elsewhere.mod_revision) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(caught_up, Some(elsewhere.mod_revision));
     Ok(())
 }
 

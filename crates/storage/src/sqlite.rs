@@ -118,7 +118,7 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     readers: Mutex<Vec<Connection>>,
-    hub: Hub,
+    hub: Arc<Hub>,
     /// The newest committed and published revision.
     current: AtomicI64,
     compact: AtomicI64,
@@ -206,7 +206,7 @@ impl SqliteStore {
             path: path.clone(),
             writer: Mutex::new(Some(sender)),
             readers: Mutex::new(readers),
-            hub: Hub::default(),
+            hub: Arc::new(Hub::default()),
             current: AtomicI64::new(current),
             compact: AtomicI64::new(compact),
             commits: AtomicI64::new(0),
@@ -214,6 +214,7 @@ impl SqliteStore {
             _lock: lock,
             _compactor_stop: options.compaction.as_ref().map(|_| compactor_stop),
         });
+        inner.hub.set_published(current);
         let weak = Arc::downgrade(&inner);
         let max_batch = options.max_batch.max(1);
         std::thread::Builder::new()
@@ -663,7 +664,7 @@ fn writer_loop(
                     .committed_writes
                     .fetch_add(batch.len() as i64, Ordering::Relaxed);
                 let committed = next - 1;
-                inner.hub.publish(&events, || {
+                inner.hub.publish(&events, committed, || {
                     inner.current.store(committed, Ordering::SeqCst);
                 });
                 if compacted {

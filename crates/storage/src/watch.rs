@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -28,6 +29,8 @@ struct Subscriber {
 #[derive(Default)]
 pub(crate) struct Hub {
     subscribers: Mutex<Vec<Subscriber>>,
+    /// The newest revision whose events have all been handed to the watchers.
+    published: AtomicI64,
 }
 
 impl Hub {
@@ -39,7 +42,7 @@ impl Hub {
     /// to which the caller will replay history itself: every event after it arrives live, none
     /// at or before it does — so replay + live has no gap and no duplicate.
     pub(crate) fn subscribe(
-        &self,
+        self: &Arc<Self>,
         prefix: &str,
         during: impl FnOnce() -> Revision,
     ) -> (LiveFeed, Revision) {
@@ -52,14 +55,22 @@ impl Hub {
             sender,
             closed: closed.clone(),
         });
-        (LiveFeed { receiver, closed }, replay_upto)
+        (
+            LiveFeed {
+                receiver,
+                closed,
+                hub: self.clone(),
+            },
+            replay_upto,
+        )
     }
 
     /// Delivers committed events (in revision order). Called by the writer under no other lock;
     /// the registry lock makes "commit revision published" and "subscribe" totally ordered.
-    pub(crate) fn publish(&self, events: &[Event], committed: impl FnOnce()) {
+    pub(crate) fn publish(&self, events: &[Event], revision: Revision, committed: impl FnOnce()) {
         let mut subscribers = self.lock();
         committed();
+        self.published.store(revision, Ordering::SeqCst);
         subscribers.retain(|subscriber| {
             for event in events {
                 if !event.kv.key.as_bytes().starts_with(&subscriber.prefix) {
@@ -83,6 +94,11 @@ impl Hub {
         });
     }
 
+    /// Sets the starting point (the store's revision when it opened).
+    pub(crate) fn set_published(&self, revision: Revision) {
+        self.published.store(revision, Ordering::SeqCst);
+    }
+
     /// Whether any watcher is registered (for tests and metrics).
     pub fn watchers(&self) -> usize {
         self.lock().len()
@@ -93,6 +109,7 @@ impl Hub {
 pub(crate) struct LiveFeed {
     receiver: mpsc::Receiver<Event>,
     closed: Arc<Mutex<Option<String>>>,
+    hub: Arc<Hub>,
 }
 
 /// A stream of [`Event`]s in revision order: first the replayed history, then live changes.
@@ -112,6 +129,25 @@ impl Watch {
             live,
             finished: false,
         }
+    }
+
+    /// A revision this watch has caught up to: every change at or before it that matches the
+    /// watch has already been yielded. `None` while events are still queued. This is what a
+    /// Kubernetes BOOKMARK may carry without letting a client skip an event on resume.
+    pub fn progress(&self) -> Option<Revision> {
+        if !self.replay.is_empty() || self.finished {
+            return None;
+        }
+        // Under the lock `publish` holds while it advances `published` and queues events, so
+        // an empty queue here means nothing up to `published` is still on its way.
+        let _subscribers = self.live.hub.lock();
+        self.live.receiver.is_empty().then(|| {
+            self.live
+                .hub
+                .published
+                .load(Ordering::SeqCst)
+                .max(self.replay_upto)
+        })
     }
 
     /// The next event, or `None` when the store is gone.
