@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod openapi_pb;
+pub mod protobuf;
 pub mod rest;
 pub mod selectors;
 pub mod status;

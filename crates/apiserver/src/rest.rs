@@ -335,9 +335,11 @@ impl Rest {
                 };
             }
             let query = parse_query(query);
-            if matches!(method, Method::POST | Method::PUT) {
-                require_json(headers)?;
-            }
+            let body = if matches!(method, Method::POST | Method::PUT) {
+                json_body(headers, target.kind, body)?
+            } else {
+                body
+            };
             match &target.subresource {
                 None => {}
                 Some(sub) if sub == "status" && target.kind.has_status => {}
@@ -1429,19 +1431,23 @@ impl Rest {
     }
 }
 
-/// Request bodies are JSON; protobuf and CBOR are refused with 415 so clients fall back to JSON.
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+/// Request bodies are JSON; kubectl's protobuf bodies for core kinds are decoded into JSON;
+/// anything else (CBOR, protobuf of other kinds) is refused with 415.
+fn json_body(headers: &HeaderMap, kind: &ResourceKind, body: Bytes) -> Result<Bytes, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if essence.is_empty() || essence == "application/json" || essence == "*/*" {
-        Ok(())
-    } else {
-        Err(ApiError::unsupported_media_type(format!(
+    match essence {
+        "" | "application/json" | "*/*" => Ok(body),
+        "application/vnd.kubernetes.protobuf" if kind.group.is_empty() => {
+            let object = crate::protobuf::decode(&body).map_err(ApiError::bad_request)?;
+            Ok(Bytes::from(serde_json::to_vec(&object).unwrap_or_default()))
+        }
+        _ => Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format ({essence}) - accepted media types include: application/json"
-        )))
+        ))),
     }
 }
 

@@ -298,6 +298,18 @@ async fn bad_writes_get_a_status_with_causes_and_store_nothing() -> TestResult {
         .body("k8s\0")
         .send()
         .await?;
+    assert_eq!(
+        response.status(),
+        400,
+        "a protobuf body that is not a ConfigMap"
+    );
+    let response = server
+        .http
+        .post(format!("{}{CM}", server.url))
+        .header("content-type", "application/cbor")
+        .body("x")
+        .send()
+        .await?;
     assert_eq!(response.status(), 415);
 
     let wrong_kind = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}});

@@ -130,8 +130,16 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
         let explained = ok(&config, &["explain", "lease.spec"])?;
         assert!(explained.contains("holderIdentity"), "{explained}");
         deletion_waits_for_the_finalizer(&test_support::kubectl_current()?, &config)?;
+        // Typed creates send protobuf bodies.
+        ok(&config, &["create", "namespace", "typed"])?;
+        ok(&config, &["create", "secret", "generic", "creds", "-n", "typed", "--from-literal=token=t0k3n"])?;
+        ok(&config, &["create", "configmap", "conf", "-n", "typed", "--from-literal=mode=slow"])?;
+        let token = ok(&config, &["get", "secret", "creds", "-n", "typed", "-o", "jsonpath={.data.token}"])?;
+        assert_eq!(token, "dDBrM24=");
+        let mode = ok(&config, &["get", "configmap", "conf", "-n", "typed", "-o", "jsonpath={.data.mode}"])?;
+        assert_eq!(mode, "slow");
         let chunked = ok(&config, &["get", "namespaces", "--chunk-size=1", "-o", "name"])?;
-        assert_eq!(chunked.lines().count(), 4, "{chunked}");
+        assert_eq!(chunked.lines().count(), 5, "{chunked}");
         let table = ok(&config, &["get", "secrets", "-n", "team-a"])?;
         let header: Vec<&str> = table
             .lines()
