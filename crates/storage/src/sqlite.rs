@@ -377,19 +377,7 @@ fn prepare(conn: &Connection, path: &str) -> Result<(Revision, Revision), OpenEr
         ))
         .map_err(sql)?;
     }
-    let current: Revision = conn
-        .query_row("SELECT COALESCE(MAX(revision), 0) FROM log", [], |row| {
-            row.get(0)
-        })
-        .map_err(sql)?;
-    let compact: Revision = conn
-        .query_row(
-            "SELECT value FROM meta WHERE name = 'compact_revision'",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(sql)?;
-    Ok((current.max(compact), compact))
+    revisions(conn).map_err(sql)
 }
 
 /// One row of the log: a write of `key` at `revision`.
@@ -746,21 +734,23 @@ fn compactor_loop(
     }
 }
 
-/// Reads the current and compact revisions inside the read transaction.
-fn snapshot(tx: &Connection) -> Result<(Revision, Revision), StorageError> {
-    let current: Revision = tx
-        .query_row("SELECT COALESCE(MAX(revision), 0) FROM log", [], |row| {
+/// The current and compact revisions, as the connection (or its transaction) sees them.
+fn revisions(conn: &Connection) -> rusqlite::Result<(Revision, Revision)> {
+    let current: Revision =
+        conn.query_row("SELECT COALESCE(MAX(revision), 0) FROM log", [], |row| {
             row.get(0)
-        })
-        .map_err(unavailable)?;
-    let compact: Revision = tx
-        .query_row(
-            "SELECT value FROM meta WHERE name = 'compact_revision'",
-            [],
-            |row| row.get(0),
-        )
-        .map_err(unavailable)?;
+        })?;
+    let compact: Revision = conn.query_row(
+        "SELECT value FROM meta WHERE name = 'compact_revision'",
+        [],
+        |row| row.get(0),
+    )?;
     Ok((current.max(compact), compact))
+}
+
+/// [`revisions`] inside a read transaction.
+fn snapshot(tx: &Connection) -> Result<(Revision, Revision), StorageError> {
+    revisions(tx).map_err(unavailable)
 }
 
 fn check_revision(
