@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod apply;
+pub mod cache;
 pub mod discovery;
 pub mod kinds;
 pub mod metrics;
@@ -119,6 +120,7 @@ impl ApiServer {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.rest.start_caches();
         let reaper = {
             let server = Arc::downgrade(&self);
             tokio::spawn(async move {

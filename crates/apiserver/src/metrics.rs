@@ -10,6 +10,8 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub watches: IntGauge,
+    /// Lists answered from the watch cache or from the store.
+    pub list_source: IntCounterVec,
 }
 
 impl Metrics {
@@ -33,6 +35,14 @@ impl Metrics {
             &["verb", "group", "resource"],
         )?;
         let watches = IntGauge::new("apiserver_longrunning_requests", "Open watches.")?;
+        let list_source = IntCounterVec::new(
+            Opts::new(
+                "apiserver_list_source_total",
+                "Lists answered from the watch cache or the store.",
+            ),
+            &["source"],
+        )?;
+        registry.register(Box::new(list_source.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(watches.clone()))?;
@@ -41,6 +51,7 @@ impl Metrics {
             requests,
             latency,
             watches,
+            list_source,
         })
     }
 

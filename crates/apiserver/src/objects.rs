@@ -46,6 +46,16 @@ pub fn decode(kv: &KeyValue, revision: storage::Revision) -> Result<Value, Strin
     Ok(object)
 }
 
+/// The object as served: `apiVersion`/`kind` filled from the kind (they are not stored per
+/// object differently).
+pub fn served(kind: &ResourceKind, mut object: Value) -> Value {
+    if let Some(map) = object.as_object_mut() {
+        map.insert("apiVersion".into(), json!(kind.api_version()));
+        map.insert("kind".into(), json!(kind.kind));
+    }
+    object
+}
+
 pub fn set_resource_version(object: &mut Value, revision: storage::Revision) {
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.insert("resourceVersion".into(), json!(revision.to_string()));

@@ -4,7 +4,7 @@
 //! preconditions) and deletecollection.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use storage::{EventKind, ListOptions, Revision, StorageError, Store};
 
 use crate::apply;
+use crate::cache::KindCache;
 use crate::kinds::{Registry, ResourceKind};
 use crate::objects::{self, decode, encode};
 use crate::openapi;
@@ -36,6 +37,8 @@ pub struct Rest {
     pub metrics: crate::metrics::Metrics,
     /// Each kind's object schema, built once (every write is checked against it).
     pub schemas: HashMap<String, Value>,
+    /// Each kind's watch cache, by storage prefix, once serving has started.
+    caches: OnceLock<HashMap<String, Arc<KindCache>>>,
 }
 
 impl Rest {
@@ -54,6 +57,7 @@ impl Rest {
             registry,
             metrics,
             schemas,
+            caches: OnceLock::new(),
         }
     }
 }
@@ -390,13 +394,24 @@ impl Rest {
         response
     }
 
-    /// Fills `kind`/`apiVersion`, which are not stored differently per object.
-    fn served(kind: &ResourceKind, mut object: Value) -> Value {
-        if let Some(map) = object.as_object_mut() {
-            map.insert("apiVersion".into(), json!(kind.api_version()));
-            map.insert("kind".into(), json!(kind.kind));
-        }
-        object
+    fn served(kind: &ResourceKind, object: Value) -> Value {
+        objects::served(kind, object)
+    }
+
+    /// Starts one watch cache per kind (needs a tokio runtime; called when serving starts).
+    pub fn start_caches(&self) {
+        let caches = self
+            .registry
+            .kinds()
+            .iter()
+            .map(|kind| {
+                (
+                    kind.key_prefix(),
+                    KindCache::start(self.store.clone(), kind.clone()),
+                )
+            })
+            .collect();
+        let _ = self.caches.set(caches);
     }
 
     async fn read(&self, target: &Target<'_>) -> Result<(Value, Revision), ApiError> {
@@ -434,7 +449,28 @@ impl Rest {
     ) -> Result<(Vec<Value>, Revision, Option<String>), ApiError> {
         let kind = target.kind;
         let prefix = kind.scope_prefix(target.namespace.as_deref());
-        // `metadata.name=x` pins the key: read one instead of scanning.
+        // The current state comes from the watch cache when it has caught up.
+        if at_revision.is_none()
+            && after.is_none()
+            && let Some(cache) = self.caches.get().and_then(|c| c.get(&kind.key_prefix()))
+        {
+            let current = self
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+            if let Some((items, revision, last)) = cache
+                .list(&prefix, current, limit, |object| {
+                    selectors.matches(kind, object)
+                })
+                .await
+            {
+                self.metrics.list_source.with_label_values(&["cache"]).inc();
+                let token = last.map(|key| encode_continue(revision, &key));
+                return Ok((items, revision, token));
+            }
+        }
+        self.metrics.list_source.with_label_values(&["store"]).inc();
         let mut items = Vec::new();
         let mut revision = at_revision;
         loop {

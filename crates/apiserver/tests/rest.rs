@@ -902,3 +902,53 @@ async fn a_terminating_namespace_refuses_new_objects_and_waits_for_finalizers() 
     assert!(gone, "the emptied namespace was removed");
     Ok(())
 }
+
+#[tokio::test]
+async fn lists_come_from_the_watch_cache_and_still_read_their_own_writes() -> TestResult {
+    let server = Server::start().await?;
+    for i in 0..30 {
+        server
+            .post(CM, configmap(&format!("fresh-{i}"), json!({})))
+            .await?;
+        // Every write is visible to the very next list.
+        let (_, list) = server.get(&format!("{CM}?labelSelector=")).await?;
+        assert_eq!(list["items"].as_array().map(Vec::len), Some(i + 1));
+    }
+    // A paged list: the first page from memory, the rest from the store at the same revision.
+    let (_, first) = server.get(&format!("{CM}?limit=20")).await?;
+    let token = first["metadata"]["continue"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    server.delete(&format!("{CM}/fresh-29"), None).await?;
+    let (_, second) = server
+        .get(&format!("{CM}?limit=20&continue={token}"))
+        .await?;
+    assert_eq!(
+        second["items"].as_array().map(Vec::len),
+        Some(10),
+        "the deleted object is still in the snapshot"
+    );
+    assert_eq!(
+        first["metadata"]["resourceVersion"],
+        second["metadata"]["resourceVersion"]
+    );
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let cached = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"apiserver_list_source_total{source="cache"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        cached >= 31,
+        "lists served from the cache: {cached}\n{metrics}"
+    );
+    Ok(())
+}
