@@ -16,7 +16,7 @@ mod watch;
 
 use std::fmt;
 
-pub use watch::Watch;
+pub use watch::{BackendWatch, WATCH_BUFFER, Watch};
 
 /// A store revision (etcd's `mod_revision`, Kubernetes' `resourceVersion`).
 pub type Revision = i64;

@@ -115,19 +115,50 @@ pub(crate) struct LiveFeed {
 /// A stream of [`Event`]s in revision order: first the replayed history, then live changes.
 /// It ends with `Err(StorageError::WatchClosed)` if the watcher fell too far behind.
 pub struct Watch {
-    replay: VecDeque<Event>,
-    replay_upto: Revision,
-    live: LiveFeed,
-    finished: bool,
+    source: Source,
+}
+
+/// A watch kept by a [`Store`](crate::Store) backend outside this crate (such as etcd's), made
+/// into a [`Watch`] by [`Watch::from_backend`]. It keeps the [`Store::watch`](crate::Store::watch)
+/// contract: events in revision order with no gap and no duplicate, ending with
+/// `Err(StorageError::WatchClosed)` (a reason that says to re-list) if the consumer falls more
+/// than [`WATCH_BUFFER`] events behind.
+pub trait BackendWatch: Stream<Item = Result<Event, StorageError>> + Send {
+    /// As [`Watch::progress`]: a revision such that every matching change at or before it has
+    /// been yielded; `None` while events are queued (or when the backend cannot tell).
+    fn progress(&self) -> Option<Revision>;
+}
+
+enum Source {
+    /// This crate's stores: replayed history, then the in-process fan-out.
+    Local {
+        replay: VecDeque<Event>,
+        replay_upto: Revision,
+        live: LiveFeed,
+        finished: bool,
+    },
+    /// A backend's own watch (in a `Mutex` only so that `Watch` stays `Sync`; polling has
+    /// `&mut` access and never contends for it).
+    Backend(Mutex<Pin<Box<dyn BackendWatch>>>),
 }
 
 impl Watch {
     pub(crate) fn new(replay: Vec<Event>, replay_upto: Revision, live: LiveFeed) -> Self {
         Self {
-            replay: replay.into(),
-            replay_upto,
-            live,
-            finished: false,
+            source: Source::Local {
+                replay: replay.into(),
+                replay_upto,
+                live,
+                finished: false,
+            },
+        }
+    }
+
+    /// A watch over a backend's own event stream, for [`Store`](crate::Store) implementations
+    /// outside this crate.
+    pub fn from_backend(watch: impl BackendWatch + 'static) -> Self {
+        Self {
+            source: Source::Backend(Mutex::new(Box::pin(watch))),
         }
     }
 
@@ -135,19 +166,26 @@ impl Watch {
     /// watch has already been yielded. `None` while events are still queued. This is what a
     /// Kubernetes BOOKMARK may carry without letting a client skip an event on resume.
     pub fn progress(&self) -> Option<Revision> {
-        if !self.replay.is_empty() || self.finished {
+        let (replay, replay_upto, live, finished) = match &self.source {
+            Source::Local {
+                replay,
+                replay_upto,
+                live,
+                finished,
+            } => (replay, *replay_upto, live, *finished),
+            Source::Backend(watch) => {
+                return watch.lock().unwrap_or_else(|e| e.into_inner()).progress();
+            }
+        };
+        if !replay.is_empty() || finished {
             return None;
         }
         // Under the lock `publish` holds while it advances `published` and queues events, so
         // an empty queue here means nothing up to `published` is still on its way.
-        let _subscribers = self.live.hub.lock();
-        self.live.receiver.is_empty().then(|| {
-            self.live
-                .hub
-                .published
-                .load(Ordering::SeqCst)
-                .max(self.replay_upto)
-        })
+        let _subscribers = live.hub.lock();
+        live.receiver
+            .is_empty()
+            .then(|| live.hub.published.load(Ordering::SeqCst).max(replay_upto))
     }
 
     /// The next event, or `None` when the store is gone.
@@ -160,24 +198,34 @@ impl Stream for Watch {
     type Item = Result<Event, StorageError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Some(event) = self.replay.pop_front() {
+        let (replay, replay_upto, live, finished) = match &mut self.source {
+            Source::Local {
+                replay,
+                replay_upto,
+                live,
+                finished,
+            } => (replay, *replay_upto, live, finished),
+            Source::Backend(watch) => {
+                return watch
+                    .get_mut()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                    .poll_next(cx);
+            }
+        };
+        if let Some(event) = replay.pop_front() {
             return Poll::Ready(Some(Ok(event)));
         }
-        if self.finished {
+        if *finished {
             return Poll::Ready(None);
         }
         loop {
-            match self.live.receiver.poll_recv(cx) {
-                Poll::Ready(Some(event)) if event.revision() <= self.replay_upto => continue,
+            match live.receiver.poll_recv(cx) {
+                Poll::Ready(Some(event)) if event.revision() <= replay_upto => continue,
                 Poll::Ready(Some(event)) => return Poll::Ready(Some(Ok(event))),
                 Poll::Ready(None) => {
-                    self.finished = true;
-                    let reason = self
-                        .live
-                        .closed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .take();
+                    *finished = true;
+                    let reason = live.closed.lock().unwrap_or_else(|e| e.into_inner()).take();
                     return Poll::Ready(
                         reason.map(|reason| Err(StorageError::WatchClosed { reason })),
                     );
