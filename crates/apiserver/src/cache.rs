@@ -22,8 +22,10 @@ use crate::objects::{decode, served};
 
 /// How often the feed asks the storage watch how far it has provably got, while a list waits.
 const PROGRESS_POLL: Duration = Duration::from_millis(2);
-/// The longest a list waits for the cache before reading the store instead.
-const CATCH_UP: Duration = Duration::from_secs(3);
+/// The longest a list waits for the cache before reading the store instead. Short: the store
+/// is always a correct answer, and a backend whose progress reports are slow (etcd's come
+/// every `--experimental-watch-progress-notify-interval`) must not make lists slow.
+const CATCH_UP: Duration = Duration::from_millis(100);
 
 struct Snapshot {
     objects: BTreeMap<String, Value>,
