@@ -43,6 +43,8 @@ enum Command {
         /// TLS and authentication land.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
     /// Fetch, validate and show a broker's catalog.
     Catalog {
@@ -63,6 +65,65 @@ enum Command {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StorageKind {
+    /// An embedded SQLite file under the data dir (one API server).
+    Sqlite,
+    /// etcd v3 (several API servers on the same data).
+    Etcd,
+}
+
+#[derive(Debug, clap::Args)]
+struct StorageArgs {
+    #[arg(long, value_enum, default_value = "sqlite")]
+    storage: StorageKind,
+    /// etcd client URLs, comma-separated.
+    #[arg(long, value_delimiter = ',', required_if_eq("storage", "etcd"))]
+    etcd_servers: Vec<String>,
+    /// Every key lives under this prefix, so several catalogs can share one etcd.
+    #[arg(long, default_value = "/service-catalog/")]
+    etcd_prefix: String,
+    /// CA certificate for https etcd endpoints.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// Client certificate and key, for etcd's client certificate authentication.
+    #[arg(long, requires = "etcd_keyfile")]
+    etcd_certfile: Option<PathBuf>,
+    #[arg(long, requires = "etcd_certfile")]
+    etcd_keyfile: Option<PathBuf>,
+}
+
+impl StorageArgs {
+    async fn open(&self, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn storage::Store>> {
+        Ok(match self.storage {
+            StorageKind::Sqlite => Arc::new(storage::sqlite::SqliteStore::open(
+                storage::sqlite::SqliteOptions::new(data_dir.join("catalog.db")),
+            )?),
+            StorageKind::Etcd => {
+                let mut options = storage_etcd::EtcdOptions::new(
+                    self.etcd_servers.clone(),
+                    self.etcd_prefix.clone(),
+                );
+                if let Some(ca_file) = &self.etcd_cafile {
+                    options.tls = Some(storage_etcd::EtcdTls {
+                        ca_file: ca_file.clone(),
+                        client_cert_file: self.etcd_certfile.clone(),
+                        client_key_file: self.etcd_keyfile.clone(),
+                        server_name: None,
+                    });
+                }
+                Arc::new(
+                    storage_etcd::EtcdStore::connect(options)
+                        .await
+                        .with_context(|| {
+                            format!("connecting to etcd at {}", self.etcd_servers.join(","))
+                        })?,
+                )
+            }
+        })
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -73,7 +134,11 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Demo { serve, listen } => demo(serve, listen).await,
-        Command::Apiserver { data_dir, listen } => apiserver(data_dir, listen).await,
+        Command::Apiserver {
+            data_dir,
+            listen,
+            storage,
+        } => apiserver(data_dir, listen, storage).await,
         Command::Catalog {
             url,
             username,
@@ -90,17 +155,21 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn apiserver(data_dir: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+async fn apiserver(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    storage: StorageArgs,
+) -> anyhow::Result<()> {
     if !listen.ip().is_loopback() {
         anyhow::bail!(
             "refusing to serve plain HTTP on {listen}: only loopback addresses are allowed until TLS and authentication are implemented"
         );
     }
-    let store = storage::sqlite::SqliteStore::open(storage::sqlite::SqliteOptions::new(
-        data_dir.join("catalog.db"),
-    ))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let store = storage.open(&data_dir).await?;
     let server = Arc::new(apiserver::ApiServer::new(
-        Arc::new(store),
+        store,
         apiserver::Registry::standalone_core(),
     )?);
     server.bootstrap().await?;
