@@ -46,6 +46,14 @@ const NAMESPACE_REAP_INTERVAL: std::time::Duration = std::time::Duration::from_s
 /// Namespaces every cluster has.
 const BUILT_IN_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] tls_serve::TlsError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 pub struct ApiServer {
     rest: rest::Rest,
 }
@@ -113,8 +121,43 @@ impl ApiServer {
             .with_state(self)
     }
 
-    /// Serves on `listener` until `shutdown` resolves; also runs the standalone namespace
-    /// reaper (terminating namespaces are emptied and removed).
+    /// Serves HTTPS (HTTP/2 or HTTP/1.1, by ALPN) on `listener` until `shutdown` resolves.
+    pub async fn serve_tls(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        tls: &tls_serve::TlsFiles,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let config = tls_serve::server_config(tls, &[b"h2", b"http/1.1"])?;
+        let listener = tls_serve::TlsListener::new(listener, config)?;
+        let reaper = self.start_background();
+        let result = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        reaper.abort();
+        Ok(result?)
+    }
+
+    /// The watch caches and the standalone namespace reaper (terminating namespaces are emptied
+    /// and removed).
+    fn start_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        self.rest.start_caches();
+        let server = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(NAMESPACE_REAP_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(server) = server.upgrade() else {
+                    return;
+                };
+                if let Err(error) = server.rest.reap_namespaces().await {
+                    tracing::warn!(message = %error.message, "namespace reaper");
+                }
+            }
+        })
+    }
+
+    /// Serves plain HTTP on `listener` until `shutdown` resolves.
     pub async fn serve(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,

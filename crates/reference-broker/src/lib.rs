@@ -16,7 +16,6 @@ pub mod broker;
 pub mod catalog;
 pub mod faults;
 pub mod store;
-mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,7 +28,7 @@ use tokio::task::JoinHandle;
 pub use api::BasicCredentials;
 pub use broker::Tuning;
 pub use catalog::{BrokerCatalog, CatalogError, demo_catalog};
-pub use tls::TlsFiles;
+pub use tls_serve::TlsFiles;
 
 /// Everything the broker needs to start.
 #[derive(Debug, Clone)]
@@ -131,7 +130,10 @@ pub async fn start(config: BrokerConfig, listen: SocketAddr) -> Result<RunningBr
                 .await
         }),
         Some(files) => {
-            let listener = tls::TlsListener::new(listener, files)?;
+            let config = tls_serve::server_config(files, &[b"http/1.1"])
+                .map_err(|e| StartError::Tls(e.to_string()))?;
+            let listener = tls_serve::TlsListener::new(listener, config)
+                .map_err(|e| StartError::Tls(e.to_string()))?;
             tokio::spawn(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(stop)

@@ -39,12 +39,13 @@ enum Command {
         /// Where the data lives (created on first start).
         #[arg(long, default_value = ".service-catalog")]
         data_dir: PathBuf,
-        /// Address to listen on; port 0 picks a free one. Plain HTTP, so loopback only until
-        /// TLS and authentication land.
+        /// Address to listen on; port 0 picks a free one.
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
         #[command(flatten)]
         storage: StorageArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Fetch, validate and show a broker's catalog.
     Catalog {
@@ -63,6 +64,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// Serve plain HTTP instead of HTTPS; allowed on loopback addresses only.
+    #[arg(long)]
+    plain_http: bool,
+    /// The serving certificate (PEM, chain first); without it a self-signed CA and certificate
+    /// are generated into `<data-dir>/tls` on first start and reused.
+    #[arg(long, requires = "tls_private_key_file", conflicts_with = "plain_http")]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -138,7 +152,8 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
             storage,
-        } => apiserver(data_dir, listen, storage).await,
+            tls,
+        } => apiserver(data_dir, listen, storage, tls).await,
         Command::Catalog {
             url,
             username,
@@ -159,10 +174,11 @@ async fn apiserver(
     data_dir: PathBuf,
     listen: SocketAddr,
     storage: StorageArgs,
+    tls: TlsArgs,
 ) -> anyhow::Result<()> {
-    if !listen.ip().is_loopback() {
+    if tls.plain_http && !listen.ip().is_loopback() {
         anyhow::bail!(
-            "refusing to serve plain HTTP on {listen}: only loopback addresses are allowed until TLS and authentication are implemented"
+            "refusing to serve plain HTTP on {listen}: --plain-http is for loopback addresses only"
         );
     }
     std::fs::create_dir_all(&data_dir)
@@ -176,12 +192,46 @@ async fn apiserver(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
-    let url = apiserver::url_of(listener.local_addr()?);
-    let kubeconfig = write_kubeconfig(&data_dir, &url)?;
+    let mut address = listener.local_addr()?;
+    if address.ip().is_unspecified() {
+        address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    if tls.plain_http {
+        let url = format!("http://{address}");
+        let kubeconfig = write_kubeconfig(&data_dir, &url, None)?;
+        announce(&url, &kubeconfig);
+        server.serve(listener, shutdown_signal()).await?;
+        return Ok(());
+    }
+    let (files, ca) = match (tls.tls_cert_file, tls.tls_private_key_file) {
+        (Some(cert_chain), Some(private_key)) => (
+            tls_serve::TlsFiles {
+                cert_chain,
+                private_key,
+            },
+            None,
+        ),
+        _ => {
+            let mut hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+            if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+                hosts.push(listen.ip().to_string());
+            }
+            let (files, ca) = tls_serve::self_signed(&data_dir.join("tls"), &hosts)?;
+            (files, Some(ca))
+        }
+    };
+    let url = format!("https://{address}");
+    let kubeconfig = write_kubeconfig(&data_dir, &url, ca.as_deref())?;
+    announce(&url, &kubeconfig);
+    server
+        .serve_tls(listener, &files, shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+fn announce(url: &str, kubeconfig: &std::path::Path) {
     println!("listening on {url}");
     println!("kubeconfig: {}", kubeconfig.display());
-    server.serve(listener, shutdown_signal()).await?;
-    Ok(())
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, let requests in flight finish, end watches cleanly.
@@ -203,10 +253,40 @@ async fn shutdown_signal() {
 
 /// Writes `<data-dir>/kubeconfig` pointing at this server, so `kubectl --kubeconfig` works at
 /// once. Written to a temporary file and renamed, so a reader never sees half of it.
-fn write_kubeconfig(data_dir: &std::path::Path, url: &str) -> anyhow::Result<PathBuf> {
+fn write_kubeconfig(
+    data_dir: &std::path::Path,
+    url: &str,
+    ca_pem: Option<&str>,
+) -> anyhow::Result<PathBuf> {
+    use base64::Engine as _;
     let path = data_dir.join("kubeconfig");
+    let ca = ca_pem
+        .map(|pem| {
+            format!(
+                "    certificate-authority-data: {}\n",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            )
+        })
+        .unwrap_or_default();
+    // kubectl prompts for a password when an https cluster's user has no credentials, so the
+    // admin user gets a token, kept in the data dir. The server does not check it yet
+    // (authentication is its own issue); it is generated so that it can.
+    let token_file = data_dir.join("admin.token");
+    let token = match std::fs::read_to_string(&token_file) {
+        Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
+        _ => {
+            let token = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            std::fs::write(&token_file, &token)
+                .with_context(|| format!("writing {}", token_file.display()))?;
+            token
+        }
+    };
     let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: service-catalog\n  cluster:\n    server: {url}\nusers:\n- name: admin\n  user: {{}}\ncontexts:\n- name: service-catalog\n  context:\n    cluster: service-catalog\n    user: admin\n    namespace: default\ncurrent-context: service-catalog\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: service-catalog\n  cluster:\n    server: {url}\n{ca}users:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: service-catalog\n  context:\n    cluster: service-catalog\n    user: admin\n    namespace: default\ncurrent-context: service-catalog\n"
     );
     let temporary = data_dir.join(".kubeconfig.tmp");
     std::fs::write(&temporary, config)

@@ -12,7 +12,14 @@ async fn start(data_dir: &Path) -> anyhow::Result<ServerProcess> {
     let dir = data_dir.to_string_lossy().into_owned();
     ServerProcess::start(
         BINARY,
-        &["apiserver", "--data-dir", &dir, "--listen", "127.0.0.1:0"],
+        &[
+            "apiserver",
+            "--data-dir",
+            &dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--plain-http",
+        ],
     )
     .await
 }
@@ -172,7 +179,7 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
     let refused = tokio::process::Command::new(BINARY)
         .args(["apiserver", "--data-dir"])
         .arg(&data)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--plain-http"])
         .output()
         .await?;
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -205,11 +212,69 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
 fn plain_http_is_refused_off_loopback() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let output = Command::new(BINARY)
-        .args(["apiserver", "--listen", "0.0.0.0:0", "--data-dir"])
+        .args([
+            "apiserver",
+            "--listen",
+            "0.0.0.0:0",
+            "--plain-http",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .output()?;
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("only loopback"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback addresses only"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_is_the_default_with_a_generated_ca_in_the_kubeconfig() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let data_arg = data.to_string_lossy().into_owned();
+    let server = ServerProcess::start(
+        BINARY,
+        &[
+            "apiserver",
+            "--data-dir",
+            &data_arg,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .await?;
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let config = data.join("kubeconfig");
+    assert!(std::fs::read_to_string(&config)?.contains("certificate-authority-data"));
+    // kubectl verifies the server against the generated CA (no insecure flag).
+    let listed =
+        tokio::task::spawn_blocking(move || ok(&config, &["get", "namespaces", "-o", "name"]))
+            .await??;
+    assert!(listed.contains("namespace/default"), "{listed}");
+    // The CA is kept: a restarted server presents a certificate the same kubeconfig trusts.
+    let ca_before = std::fs::read(data.join("tls/ca.crt"))?;
+    server.terminate().await?;
+    let restarted = ServerProcess::start(
+        BINARY,
+        &[
+            "apiserver",
+            "--data-dir",
+            &data_arg,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .await?;
+    assert_eq!(std::fs::read(data.join("tls/ca.crt"))?, ca_before);
+    let config = data.join("kubeconfig");
+    let listed =
+        tokio::task::spawn_blocking(move || ok(&config, &["get", "namespaces", "-o", "name"]))
+            .await??;
+    assert!(listed.contains("namespace/kube-system"), "{listed}");
+    drop(restarted);
     Ok(())
 }
 

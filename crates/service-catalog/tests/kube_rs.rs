@@ -18,7 +18,14 @@ async fn server() -> anyhow::Result<(ServerProcess, Client, tempfile::TempDir)> 
     let data = dir.path().to_string_lossy().into_owned();
     let process = ServerProcess::start(
         env!("CARGO_BIN_EXE_service-catalog"),
-        &["apiserver", "--data-dir", &data, "--listen", "127.0.0.1:0"],
+        &[
+            "apiserver",
+            "--data-dir",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+            "--plain-http",
+        ],
     )
     .await?;
     let config = kube::Config::new(process.url.parse()?);

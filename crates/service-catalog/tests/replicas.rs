@@ -24,6 +24,7 @@ async fn replica(
             &data,
             "--listen",
             "127.0.0.1:0",
+            "--plain-http",
             "--storage",
             "etcd",
             "--etcd-servers",
