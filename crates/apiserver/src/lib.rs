@@ -60,8 +60,10 @@ pub struct ApiServer {
 
 impl ApiServer {
     pub fn new(store: Arc<dyn Store>, registry: Registry) -> Result<Self, prometheus::Error> {
+        let metrics = metrics::Metrics::new()?;
+        let store: Arc<dyn Store> = Arc::new(metrics::MeteredStore::new(store, &metrics));
         Ok(Self {
-            rest: rest::Rest::new(store, registry, metrics::Metrics::new()?),
+            rest: rest::Rest::new(store, registry, metrics),
         })
     }
 

@@ -390,7 +390,16 @@ impl Rest {
             .latency
             .with_label_values(&[verb, group, &resource])
             .observe(started.elapsed().as_secs_f64());
-        tracing::debug!(verb, group, resource = %resource, code = %code, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+        // One line per request; for a watch, when it starts streaming.
+        tracing::info!(
+            verb,
+            group,
+            resource = %resource,
+            path,
+            code = %code,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
         response
     }
 

@@ -126,6 +126,10 @@ async fn updates_are_optimistic_and_no_ops_keep_the_version() -> TestResult {
     assert!(metrics.contains(
         r#"apiserver_request_total{code="201",group="",resource="configmaps",verb="create"} 1"#
     ));
+    assert!(
+        metrics.contains(r#"apiserver_storage_duration_seconds_count{operation="update"}"#),
+        "{metrics}"
+    );
 
     // Writing what is there changes nothing.
     let (status, same) = server.put(&format!("{CM}/one"), updated.clone()).await?;

@@ -140,13 +140,19 @@ impl StorageArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Servers log their requests by default; the one-shot commands only what went wrong.
+    let default_filter = match cli.command {
+        Command::Apiserver { .. } => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Demo { serve, listen } => demo(serve, listen).await,
         Command::Apiserver {
             data_dir,
