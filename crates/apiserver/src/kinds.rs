@@ -83,6 +83,9 @@ pub struct ResourceKind {
     /// The kind's own top-level properties (besides apiVersion, kind, metadata), as OpenAPI
     /// schemas: drives the OpenAPI documents and `fieldValidation`.
     pub schema: fn() -> Value,
+    /// Built-in Kubernetes kinds accept strategic merge patch; CRD-like kinds (the catalog's)
+    /// answer 415, as CRDs do.
+    pub strategic_merge: bool,
     pub strategy: Arc<dyn Strategy>,
 }
 
@@ -215,6 +218,7 @@ impl Registry {
                 columns: NAMESPACE_COLUMNS,
                 description: "Namespace provides a scope for Names.",
                 schema: namespace_schema,
+                strategic_merge: true,
                 strategy: Arc::new(NamespaceStrategy),
             })
             .add(ResourceKind {
@@ -231,6 +235,7 @@ impl Registry {
                 columns: SECRET_COLUMNS,
                 description: "Secret holds secret data of a certain type.",
                 schema: secret_schema,
+                strategic_merge: true,
                 strategy: Arc::new(SecretStrategy),
             })
             .add(ResourceKind {
@@ -247,6 +252,7 @@ impl Registry {
                 columns: CONFIGMAP_COLUMNS,
                 description: "ConfigMap holds configuration data for pods to consume.",
                 schema: configmap_schema,
+                strategic_merge: true,
                 strategy: plain.clone(),
             })
             .add(ResourceKind {
@@ -270,6 +276,7 @@ impl Registry {
                 columns: CORE_EVENT_COLUMNS,
                 description: "Event is a report of an event somewhere in the cluster.",
                 schema: core_event_schema,
+                strategic_merge: true,
                 strategy: plain.clone(),
             })
             .add(ResourceKind {
@@ -291,6 +298,7 @@ impl Registry {
                 columns: EVENT_COLUMNS,
                 description: "Event is a report of an event somewhere in the cluster (events.k8s.io).",
                 schema: event_schema,
+                strategic_merge: true,
                 strategy: plain.clone(),
             })
             .add(ResourceKind {
@@ -307,6 +315,7 @@ impl Registry {
                 columns: LEASE_COLUMNS,
                 description: "Lease defines a lease concept.",
                 schema: lease_schema,
+                strategic_merge: true,
                 strategy: plain,
             });
         registry

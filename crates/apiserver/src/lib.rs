@@ -22,6 +22,7 @@ pub mod openapi_pb;
 pub mod protobuf;
 pub mod rest;
 pub mod selectors;
+pub mod smp;
 pub mod status;
 pub mod tables;
 

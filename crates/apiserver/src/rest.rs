@@ -979,19 +979,18 @@ impl Rest {
             .unwrap_or_default()
             .trim()
             .to_owned();
-        let core = target.kind.group.is_empty();
+        let strategic = target.kind.strategic_merge;
         match content_type.as_str() {
             "application/apply-patch+yaml" => {
                 return self.server_side_apply(target, query, body, warnings).await;
             }
             "application/merge-patch+json" | "application/json-patch+json" => {}
-            // Core kinds: SMP for the shapes Secrets, ConfigMaps, Namespaces and Events use is a
-            // merge patch (none of them has a keyed list apart from finalizers).
-            "application/strategic-merge-patch+json" if core => {}
+            // Core kinds: strategic merge patch (see `smp`).
+            "application/strategic-merge-patch+json" if strategic => {}
             _ => {
                 return Err(ApiError::unsupported_media_type(format!(
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{}",
-                    if core {
+                    if strategic {
                         ", application/strategic-merge-patch+json"
                     } else {
                         ""
@@ -1025,6 +1024,8 @@ impl Rest {
                     });
                     error
                 })?;
+            } else if content_type == "application/strategic-merge-patch+json" {
+                crate::smp::apply(&mut patched, &patch, "");
             } else {
                 json_patch::merge(&mut patched, &patch);
             }

@@ -956,3 +956,50 @@ async fn lists_come_from_the_watch_cache_and_still_read_their_own_writes() -> Te
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn strategic_merge_patch_merges_finalizers_on_built_in_kinds() -> TestResult {
+    let server = Server::start().await?;
+    let held = json!({"metadata": {"name": "smp", "finalizers": ["a"]}, "data": {"k": "v"}});
+    server.post(CM, held).await?;
+    let smp = "application/strategic-merge-patch+json";
+    let (status, added) = server
+        .patch(
+            &format!("{CM}/smp"),
+            smp,
+            json!({"metadata": {"finalizers": ["b"]}}),
+        )
+        .await?;
+    assert_eq!(
+        (status, added["metadata"]["finalizers"].clone()),
+        (200, json!(["a", "b"])),
+        "a set, not a replacement"
+    );
+    let (_, removed) = server
+        .patch(
+            &format!("{CM}/smp"),
+            smp,
+            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a", "b"]}}),
+        )
+        .await?;
+    assert_eq!(removed["metadata"]["finalizers"], json!([]));
+    let lease = json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "x"}});
+    server
+        .post(
+            "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+            lease,
+        )
+        .await?;
+    let (status, patched) = server
+        .patch(
+            "/apis/coordination.k8s.io/v1/namespaces/default/leases/l",
+            smp,
+            json!({"spec": {"holderIdentity": "y"}}),
+        )
+        .await?;
+    assert_eq!(
+        (status, patched["spec"]["holderIdentity"].clone()),
+        (200, json!("y"))
+    );
+    Ok(())
+}
