@@ -42,6 +42,64 @@ pub fn field_set(applied: &Value) -> Value {
     walk(applied, true, false)
 }
 
+/// The FieldsV1 set of what a write changed: fields added or given a new value (leaves, and
+/// whole lists), not the whole object — so a manager owns what it touched.
+pub fn changed_fields(old: &Value, new: &Value) -> Value {
+    fn walk(old: Option<&Value>, new: &Value, top: bool, in_metadata: bool) -> Option<Value> {
+        match new {
+            Value::Object(map) if old.is_none_or(Value::is_object) => {
+                let mut set = Map::new();
+                for (key, child) in map {
+                    if (top && NOT_OWNED.contains(&key.as_str()))
+                        || (in_metadata && METADATA_NOT_OWNED.contains(&key.as_str()))
+                    {
+                        continue;
+                    }
+                    let before = old.and_then(|o| o.get(key));
+                    if let Some(changed) = walk(before, child, false, top && key == "metadata") {
+                        set.insert(format!("f:{key}"), changed);
+                    }
+                }
+                (!set.is_empty() || old.is_none()).then_some(Value::Object(set))
+            }
+            leaf => (old != Some(leaf)).then(|| json!({})),
+        }
+    }
+    walk(Some(old), new, true, false).unwrap_or_else(|| json!({}))
+}
+
+/// The union of two FieldsV1 sets.
+pub fn union(a: &Value, b: &Value) -> Value {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut merged = a.clone();
+            for (key, value) in b {
+                let joined = match merged.get(key) {
+                    Some(existing) => union(existing, value),
+                    None => value.clone(),
+                };
+                merged.insert(key.clone(), joined);
+            }
+            Value::Object(merged)
+        }
+        (_, b) => b.clone(),
+    }
+}
+
+/// The fields a manager's previous entry for `operation` owns, if any.
+pub fn owned(object: &Value, manager: &str, operation: &str) -> Option<Value> {
+    object
+        .pointer("/metadata/managedFields")?
+        .as_array()?
+        .iter()
+        .find(|entry| {
+            entry.get("manager").and_then(Value::as_str) == Some(manager)
+                && entry.get("operation").and_then(Value::as_str) == Some(operation)
+        })?
+        .get("fieldsV1")
+        .cloned()
+}
+
 /// Removes from `object` every field in `owned` that is not in `keep`.
 fn remove_disowned(object: &mut Value, owned: &Value, keep: &Value) {
     let (Value::Object(map), Value::Object(owned)) = (object, owned) else {
@@ -83,23 +141,18 @@ fn merge(target: &mut Value, applied: &Value) {
     }
 }
 
-/// The manager's entry in `managedFields`, if it has applied before.
-fn owned_by(live: &Value, manager: &str) -> Option<Value> {
-    live.pointer("/metadata/managedFields")?
-        .as_array()?
-        .iter()
-        .find(|entry| {
-            entry.get("manager").and_then(Value::as_str) == Some(manager)
-                && entry.get("operation").and_then(Value::as_str) == Some("Apply")
-        })?
-        .get("fieldsV1")
-        .cloned()
-}
-
-/// Records the manager's apply in `managedFields`, replacing its previous entry.
-pub fn record(object: &mut Value, manager: &str, api_version: &str, fields: Value, now: &str) {
+/// Records a manager's write in `managedFields` (`operation` is `Apply` or `Update`),
+/// replacing its previous entry for the same operation.
+pub fn record(
+    object: &mut Value,
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    fields: Value,
+    now: &str,
+) {
     let entry = json!({
-        "manager": manager, "operation": "Apply", "apiVersion": api_version,
+        "manager": manager, "operation": operation, "apiVersion": api_version,
         "time": now, "fieldsType": "FieldsV1", "fieldsV1": fields,
     });
     let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
@@ -111,7 +164,7 @@ pub fn record(object: &mut Value, manager: &str, api_version: &str, fields: Valu
     if let Value::Array(entries) = entries {
         entries.retain(|e| {
             !(e.get("manager").and_then(Value::as_str) == Some(manager)
-                && e.get("operation").and_then(Value::as_str) == Some("Apply"))
+                && e.get("operation").and_then(Value::as_str) == Some(operation))
         });
         entries.push(entry);
     }
@@ -121,7 +174,7 @@ pub fn record(object: &mut Value, manager: &str, api_version: &str, fields: Valu
 pub fn apply(live: &Value, applied: &Value, manager: &str) -> Value {
     let mut result = live.clone();
     let fields = field_set(applied);
-    if let Some(previous) = owned_by(live, manager) {
+    if let Some(previous) = owned(live, manager, "Apply") {
         remove_disowned(&mut result, &previous, &fields);
     }
     merge(&mut result, applied);
@@ -133,6 +186,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_update_owns_only_what_it_changed() {
+        let old = json!({"metadata": {"name": "c", "labels": {"a": "1"}}, "data": {"x": "1"}});
+        let new = json!({"metadata": {"name": "c", "labels": {"a": "1", "tier": "web"}}, "data": {"x": "1"}});
+        assert_eq!(
+            changed_fields(&old, &new),
+            json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
+        );
+        assert_eq!(
+            union(
+                &json!({"f:data": {"f:x": {}}}),
+                &json!({"f:data": {"f:y": {}}})
+            ),
+            json!({"f:data": {"f:x": {}, "f:y": {}}})
+        );
+    }
+
+    #[test]
     fn a_field_the_manager_stops_applying_is_removed_and_others_stay() {
         let first = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "1"}}, "data": {"x": "1", "y": "2"}});
         let mut live = apply(
@@ -140,7 +210,7 @@ mod tests {
             &first,
             "me",
         );
-        record(&mut live, "me", "v1", field_set(&first), "t");
+        record(&mut live, "me", "Apply", "v1", field_set(&first), "t");
         assert_eq!(
             field_set(&first),
             json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:data": {"f:x": {}, "f:y": {}}})

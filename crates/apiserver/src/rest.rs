@@ -338,7 +338,8 @@ impl Rest {
                     other => other,
                 };
             }
-            let query = parse_query(query);
+            let mut query = parse_query(query);
+            default_field_manager(&mut query, &method, headers);
             let body = if matches!(method, Method::POST | Method::PUT) {
                 json_body(headers, target.kind, body)?
             } else {
@@ -718,6 +719,19 @@ impl Rest {
         let mut object = Self::parse_body(target, body)?;
         let kind = target.kind;
         *warnings = check_fields(&self.schemas, kind, query, &mut object)?;
+        if let Some(manager) = query.get("fieldManager")
+            && object.pointer("/metadata/managedFields").is_none()
+        {
+            let fields = apply::field_set(&object);
+            apply::record(
+                &mut object,
+                manager,
+                "Update",
+                &kind.api_version(),
+                fields,
+                &objects::now_rfc3339(),
+            );
+        }
         if objects::metadata(&object).is_none() {
             object["metadata"] = json!({});
         }
@@ -823,12 +837,9 @@ impl Rest {
         old: &Value,
         current_revision: Revision,
         mut object: Value,
-        expected: Revision,
+        record_update: bool,
     ) -> Result<Response, ApiError> {
         let kind = target.kind;
-        if expected != current_revision {
-            return Err(ApiError::conflict(target.subject()));
-        }
         let status_update = target.subresource.as_deref() == Some("status");
         if status_update {
             // /status: the old object with the new status.
@@ -903,6 +914,22 @@ impl Rest {
                 Self::served(kind, old.clone()),
             ));
         }
+        if record_update && let Some(manager) = query.get("fieldManager") {
+            // The manager owns what it changed now, plus what it changed before.
+            let changed = apply::changed_fields(old, &object);
+            let fields = match apply::owned(old, manager, "Update") {
+                Some(before) => apply::union(&before, &changed),
+                None => changed,
+            };
+            apply::record(
+                &mut object,
+                manager,
+                "Update",
+                &kind.api_version(),
+                fields,
+                &objects::now_rfc3339(),
+            );
+        }
         let key = target.key()?;
         if dry_run(query) {
             objects::set_resource_version(&mut object, current_revision);
@@ -958,7 +985,10 @@ impl Rest {
                 ));
             }
         };
-        self.write_update(target, query, &old, revision, object, expected)
+        if expected != revision {
+            return Err(ApiError::conflict(target.subject()));
+        }
+        self.write_update(target, query, &old, revision, object, true)
             .await
     }
 
@@ -1031,14 +1061,11 @@ impl Rest {
             }
             *warnings = check_fields(&self.schemas, target.kind, query, &mut patched)?;
             // A resourceVersion in the result that differs is a precondition.
-            let expected = match objects::resource_version(&patched) {
-                Some(rv) if rv != revision.to_string() => {
-                    return Err(ApiError::conflict(target.subject()));
-                }
-                _ => revision,
-            };
+            if objects::resource_version(&patched).is_some_and(|rv| rv != revision.to_string()) {
+                return Err(ApiError::conflict(target.subject()));
+            }
             match self
-                .write_update(target, query, &old, revision, patched, expected)
+                .write_update(target, query, &old, revision, patched, true)
                 .await
             {
                 Err(error) if error.reason == "Conflict" && !conditional => continue,
@@ -1099,6 +1126,7 @@ impl Rest {
                     apply::record(
                         &mut object,
                         &manager,
+                        "Apply",
                         &target.kind.api_version(),
                         fields.clone(),
                         &now,
@@ -1121,12 +1149,13 @@ impl Rest {
                     apply::record(
                         &mut object,
                         &manager,
+                        "Apply",
                         &target.kind.api_version(),
                         fields.clone(),
                         &now,
                     );
                     match self
-                        .write_update(target, query, &live, revision, object, revision)
+                        .write_update(target, query, &live, revision, object, false)
                         .await
                     {
                         Err(error) if error.reason == "Conflict" => continue,
@@ -1498,6 +1527,28 @@ fn json_body(headers: &HeaderMap, kind: &ResourceKind, body: Bytes) -> Result<By
 }
 
 /// The Kubernetes verb of a request (what RBAC and metrics call it).
+/// `fieldManager` defaults to the client's User-Agent product (`kubectl`, `kube-rs`, ...) on
+/// writes, as in Kubernetes — except for server-side apply, which must name its manager.
+fn default_field_manager(query: &mut Query, method: &Method, headers: &HeaderMap) {
+    let is_apply = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/apply-patch"));
+    if !matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+        || is_apply
+        || query.get("fieldManager").is_some_and(|m| !m.is_empty())
+    {
+        return;
+    }
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|product| !product.trim().is_empty())
+        .unwrap_or("unknown");
+    query.insert("fieldManager".into(), agent.trim().to_owned());
+}
+
 /// Collection verbs (`list`, `deletecollection`) become item verbs once the target is known.
 fn verb_of(method: &Method, query: Option<&str>) -> &'static str {
     let watch = parse_query(query)

@@ -1002,3 +1002,47 @@ async fn strategic_merge_patch_merges_finalizers_on_built_in_kinds() -> TestResu
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn writes_record_their_manager_in_managed_fields() -> TestResult {
+    let server = Server::start().await?;
+    let (_, created) = server
+        .post(
+            &format!("{CM}?fieldManager=creator"),
+            configmap("mf", json!({})),
+        )
+        .await?;
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["manager"],
+        "creator"
+    );
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["operation"],
+        "Update"
+    );
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["fieldsV1"]["f:data"],
+        json!({"f:k": {}})
+    );
+    // Without fieldManager, the User-Agent's product names the manager.
+    let response = server
+        .http
+        .patch(format!("{}{CM}/mf", server.url))
+        .header("content-type", "application/merge-patch+json")
+        .header(
+            "user-agent",
+            "kubectl/v1.37.1 (linux/amd64) kubernetes/f78e722",
+        )
+        .body(json!({"data": {"extra": "1"}}).to_string())
+        .send()
+        .await?;
+    let patched: Value = response.json().await?;
+    let managers: Vec<&str> = patched["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert_eq!(managers, ["creator", "kubectl"]);
+    Ok(())
+}
