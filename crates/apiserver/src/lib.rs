@@ -134,11 +134,25 @@ impl ApiServer {
         let config = tls_serve::server_config(tls, &[b"h2", b"http/1.1"])?;
         let listener = tls_serve::TlsListener::new(listener, config)?;
         let reaper = self.start_background();
-        let result = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
+        let result = axum::serve(listener, self.clone().router())
+            .with_graceful_shutdown(self.end_watches_on(shutdown))
             .await;
         reaper.abort();
         Ok(result?)
+    }
+
+    /// `shutdown`, and then open watches are told to end.
+    fn end_watches_on(
+        self: &Arc<Self>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let server = Arc::downgrade(self);
+        async move {
+            shutdown.await;
+            if let Some(server) = server.upgrade() {
+                server.rest.shutting_down.send_replace(true);
+            }
+        }
     }
 
     /// The watch caches and the standalone namespace reaper (terminating namespaces are emptied
@@ -166,24 +180,9 @@ impl ApiServer {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        self.rest.start_caches();
-        let reaper = {
-            let server = Arc::downgrade(&self);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(NAMESPACE_REAP_INTERVAL);
-                loop {
-                    tick.tick().await;
-                    let Some(server) = server.upgrade() else {
-                        return;
-                    };
-                    if let Err(error) = server.rest.reap_namespaces().await {
-                        tracing::warn!(message = %error.message, "namespace reaper");
-                    }
-                }
-            })
-        };
-        let result = axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
+        let reaper = self.start_background();
+        let result = axum::serve(listener, self.clone().router())
+            .with_graceful_shutdown(self.end_watches_on(shutdown))
             .await;
         reaper.abort();
         result

@@ -39,6 +39,9 @@ pub struct Rest {
     pub schemas: HashMap<String, Value>,
     /// Each kind's watch cache, by storage prefix, once serving has started.
     caches: OnceLock<HashMap<String, Arc<KindCache>>>,
+    /// Becomes `true` when the server shuts down: open watches end so that the graceful
+    /// shutdown (which waits for every connection) is not held up by long-running streams.
+    pub shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 impl Rest {
@@ -58,6 +61,7 @@ impl Rest {
             metrics,
             schemas,
             caches: OnceLock::new(),
+            shutting_down: tokio::sync::watch::Sender::new(false),
         }
     }
 }
@@ -1449,6 +1453,7 @@ impl Rest {
         };
         self.metrics.watches.inc();
         let guard = crate::metrics::WatchGuard(self.metrics.watches.clone());
+        let shutting_down = self.shutting_down.subscribe();
         let stream = async_stream::stream! {
             let _guard = guard;
             for event in initial {
@@ -1457,6 +1462,10 @@ impl Rest {
             let Some(mut watch) = watch else { return; };
             let deadline = tokio::time::sleep(timeout);
             tokio::pin!(deadline);
+            let mut shutdown = shutting_down;
+            if *shutdown.borrow() {
+                return;
+            }
             let mut bookmark_tick = tokio::time::interval_at(
                 tokio::time::Instant::now() + BOOKMARK_INTERVAL,
                 BOOKMARK_INTERVAL,
@@ -1466,6 +1475,7 @@ impl Rest {
                 "metadata": {"resourceVersion": revision.to_string()}}}));
             loop {
                 let event = tokio::select! {
+                    _ = shutdown.changed() => return,
                     _ = &mut deadline => {
                         // A last bookmark lets the client resume from where it really is.
                         if let Some(revision) = watch.progress().filter(|_| bookmarks) {

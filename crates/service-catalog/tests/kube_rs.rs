@@ -211,3 +211,29 @@ async fn the_recorder_publishes_events_k8s_io_events() -> anyhow::Result<()> {
     assert_eq!(listed.items[0].reason.as_deref(), Some("Tested"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_open_watches_and_exits_promptly() -> anyhow::Result<()> {
+    let (process, client, _dir) = server().await?;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    // A watch that would otherwise stay open for almost five minutes.
+    let mut stream = api
+        .watch(&kube::api::WatchParams::default().timeout(290), "0")
+        .await?
+        .boxed();
+    let started = std::time::Instant::now();
+    let status = process.terminate().await?;
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+    // The stream ends (cleanly or cut off) instead of hanging.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = stream.try_next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch stream was still open");
+    Ok(())
+}
