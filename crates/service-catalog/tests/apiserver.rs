@@ -145,6 +145,17 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
         assert_eq!(token, "dDBrM24=");
         let mode = ok(&config, &["get", "configmap", "conf", "-n", "typed", "-o", "jsonpath={.data.mode}"])?;
         assert_eq!(mode, "slow");
+        // kubectl wait watches (a WatchList watch in 1.37) until the condition holds.
+        let waited = ok(&config, &["wait", "--for=jsonpath={.status.phase}=Active", "namespace/typed", "--timeout=20s"])?;
+        assert!(waited.contains("condition met"), "{waited}");
+        let waiter = {
+            let config = config.clone();
+            std::thread::spawn(move || ok(&config, &["wait", "--for=delete", "configmap/conf", "-n", "typed", "--timeout=30s"]))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        ok(&config, &["delete", "configmap", "conf", "-n", "typed"])?;
+        let waited = waiter.join().map_err(|_| anyhow::anyhow!("wait thread panicked"))??;
+        assert!(waited.contains("condition met"), "{waited}");
         let chunked = ok(&config, &["get", "namespaces", "--chunk-size=1", "-o", "name"])?;
         assert_eq!(chunked.lines().count(), 5, "{chunked}");
         let table = ok(&config, &["get", "secrets", "-n", "team-a"])?;
