@@ -237,3 +237,32 @@ async fn sigterm_ends_open_watches_and_exits_promptly() -> anyhow::Result<()> {
     assert!(ended.is_ok(), "the watch stream was still open");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reflector_keeps_a_store_in_step_with_the_server() -> anyhow::Result<()> {
+    let (_process, client, _dir) = server().await?;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (reader, writer) = kube::runtime::reflector::store::<ConfigMap>();
+    let reflector =
+        kube::runtime::reflector(writer, watcher(api.clone(), watcher::Config::default()))
+            .for_each(|_| async {});
+    let running = tokio::spawn(reflector);
+    reader.wait_until_ready().await?;
+    api.create(&PostParams::default(), &configmap("reflected")?)
+        .await?;
+    let mut seen = false;
+    for _ in 0..100 {
+        if reader
+            .state()
+            .iter()
+            .any(|cm| cm.metadata.name.as_deref() == Some("reflected"))
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.abort();
+    assert!(seen, "the reflector's store caught the new object");
+    Ok(())
+}
