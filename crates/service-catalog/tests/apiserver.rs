@@ -145,6 +145,19 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
         assert_eq!(token, "dDBrM24=");
         let mode = ok(&config, &["get", "configmap", "conf", "-n", "typed", "-o", "jsonpath={.data.mode}"])?;
         assert_eq!(mode, "slow");
+        let resources = ok(&config, &["api-resources", "--no-headers"])?;
+        for resource in ["configmaps", "secrets", "namespaces", "leases"] {
+            assert!(resources.contains(resource), "{resources}");
+        }
+        ok(&config, &["patch", "configmap", "conf", "-n", "typed", "--type", "json", "-p", r#"[{"op":"add","path":"/data/extra","value":"x"}]"#])?;
+        let selected = ok(&config, &["get", "configmaps", "-A", "--field-selector", "metadata.name=conf", "-o", "name"])?;
+        assert_eq!(selected.trim(), "configmap/conf");
+        let (rejected, _, stderr) = kubectl(&config, &["get", "configmaps", "--field-selector", "spec.nope=1"])?;
+        assert!(!rejected && stderr.contains("field label not supported"), "{stderr}");
+        let dry = ok(&config, &["create", "configmap", "dry", "-n", "typed", "--dry-run=server", "-o", "name"])?;
+        assert_eq!(dry.trim(), "configmap/dry");
+        let (exists, _, _) = kubectl(&config, &["get", "configmap", "dry", "-n", "typed"])?;
+        assert!(!exists, "a server-side dry run stores nothing");
         // kubectl wait watches (a WatchList watch in 1.37) until the condition holds.
         let waited = ok(&config, &["wait", "--for=jsonpath={.status.phase}=Active", "namespace/typed", "--timeout=20s"])?;
         assert!(waited.contains("condition met"), "{waited}");
@@ -156,6 +169,20 @@ async fn kubectl_manages_core_objects_that_survive_a_killed_server() -> anyhow::
         ok(&config, &["delete", "configmap", "conf", "-n", "typed"])?;
         let waited = waiter.join().map_err(|_| anyhow::anyhow!("wait thread panicked"))??;
         assert!(waited.contains("condition met"), "{waited}");
+        // get -w prints a table row per change, from Table watch events.
+        let mut watching = std::process::Command::new(test_support::kubectl_current()?)
+            .arg("--kubeconfig")
+            .arg(&config)
+            .args(["get", "configmaps", "-n", "typed", "-w", "--output-watch-events"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        ok(&config, &["create", "configmap", "watched", "-n", "typed"])?;
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        watching.kill()?;
+        let output = watching.wait_with_output()?;
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(printed.lines().any(|l| l.starts_with("ADDED") && l.contains("watched")), "{printed}");
         let chunked = ok(&config, &["get", "namespaces", "--chunk-size=1", "-o", "name"])?;
         assert_eq!(chunked.lines().count(), 5, "{chunked}");
         let table = ok(&config, &["get", "secrets", "-n", "team-a"])?;
@@ -359,6 +386,9 @@ async fn kubectl_1_20_applies_gets_labels_and_deletes() -> anyhow::Result<()> {
             reapplied.contains("configmap/settings unchanged"),
             "{reapplied}"
         );
+        let server_side = run(&["apply", "--server-side", "-f", &file])?;
+        assert!(server_side.contains("serverside-applied"), "{server_side}");
+        deletion_waits_for_the_finalizer(&kubectl, &config)?;
         run(&["delete", "configmap", "settings", "-n", "team-a"])?;
         let (found, _, stderr) = run_kubectl(
             &kubectl,
