@@ -414,6 +414,51 @@ impl EtcdStore {
     }
 
     /// The value an `Else Get` branch of a transaction read.
+    /// Runs `operation` on `key` only if its mod_revision is `expected`; a refusal is
+    /// `NotFound` or `RevisionMismatch` with the current value, as the trait promises.
+    async fn if_revision(
+        &self,
+        what: &str,
+        key: &str,
+        expected: Revision,
+        operation: TxnOp,
+    ) -> Result<TxnResponse, StorageError> {
+        let refused = |current: Option<KeyValue>| match current {
+            None => StorageError::NotFound {
+                key: key.to_owned(),
+            },
+            Some(current) => StorageError::RevisionMismatch {
+                key: key.to_owned(),
+                expected,
+                current: Some(Box::new(current)),
+            },
+        };
+        let expected_etcd = self.etcd_revision(expected);
+        if expected_etcd < 1 {
+            // No key has such a revision (and `mod_revision == 0` would mean "absent").
+            return Err(refused(self.get(key).await?));
+        }
+        let full = self.full_key(key);
+        let response = self
+            .txn(
+                what,
+                Txn::new()
+                    .when([Compare::mod_revision(
+                        full.clone(),
+                        CompareOp::Equal,
+                        expected_etcd,
+                    )])
+                    .and_then([operation])
+                    .or_else([TxnOp::get(full, None)]),
+            )
+            .await?;
+        if response.succeeded() {
+            Ok(response)
+        } else {
+            Err(refused(self.else_value(&response)))
+        }
+    }
+
     fn else_value(&self, response: &TxnResponse) -> Option<KeyValue> {
         response
             .op_responses()
@@ -714,41 +759,12 @@ impl Store for EtcdStore {
         expected: Revision,
     ) -> Result<KeyValue, StorageError> {
         let full = self.full_key(key);
-        let refused = |current: Option<KeyValue>| match current {
-            None => StorageError::NotFound {
-                key: key.to_owned(),
-            },
-            Some(current) => StorageError::RevisionMismatch {
-                key: key.to_owned(),
-                expected,
-                current: Some(Box::new(current)),
-            },
-        };
-        let expected_etcd = self.etcd_revision(expected);
-        if expected_etcd < 1 {
-            // No key has such a revision (and `mod_revision == 0` would mean "absent").
-            return Err(refused(self.get(key).await?));
-        }
-        let response = self
-            .txn(
-                "update",
-                Txn::new()
-                    .when([Compare::mod_revision(
-                        full.clone(),
-                        CompareOp::Equal,
-                        expected_etcd,
-                    )])
-                    .and_then([TxnOp::put(
-                        full.clone(),
-                        value.clone(),
-                        Some(PutOptions::new().with_prev_key()),
-                    )])
-                    .or_else([TxnOp::get(full, None)]),
-            )
-            .await?;
-        if !response.succeeded() {
-            return Err(refused(self.else_value(&response)));
-        }
+        let put = TxnOp::put(
+            full.clone(),
+            value.clone(),
+            Some(PutOptions::new().with_prev_key()),
+        );
+        let response = self.if_revision("update", key, expected, put).await?;
         let revision = self.revision_of(response.header())?;
         let create_revision = response
             .op_responses()
@@ -768,40 +784,11 @@ impl Store for EtcdStore {
     }
 
     async fn delete(&self, key: &str, expected: Revision) -> Result<Deleted, StorageError> {
-        let full = self.full_key(key);
-        let refused = |current: Option<KeyValue>| match current {
-            None => StorageError::NotFound {
-                key: key.to_owned(),
-            },
-            Some(current) => StorageError::RevisionMismatch {
-                key: key.to_owned(),
-                expected,
-                current: Some(Box::new(current)),
-            },
-        };
-        let expected_etcd = self.etcd_revision(expected);
-        if expected_etcd < 1 {
-            return Err(refused(self.get(key).await?));
-        }
-        let response = self
-            .txn(
-                "delete",
-                Txn::new()
-                    .when([Compare::mod_revision(
-                        full.clone(),
-                        CompareOp::Equal,
-                        expected_etcd,
-                    )])
-                    .and_then([TxnOp::delete(
-                        full.clone(),
-                        Some(DeleteOptions::new().with_prev_key()),
-                    )])
-                    .or_else([TxnOp::get(full, None)]),
-            )
-            .await?;
-        if !response.succeeded() {
-            return Err(refused(self.else_value(&response)));
-        }
+        let delete = TxnOp::delete(
+            self.full_key(key),
+            Some(DeleteOptions::new().with_prev_key()),
+        );
+        let response = self.if_revision("delete", key, expected, delete).await?;
         let revision = self.revision_of(response.header())?;
         let prev = response
             .op_responses()
