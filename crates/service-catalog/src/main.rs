@@ -88,6 +88,9 @@ enum StorageKind {
 }
 
 #[derive(Debug, clap::Args)]
+// Without the `etcd` feature the etcd settings are parsed (so the error can say what to do) but
+// not used.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 struct StorageArgs {
     #[arg(long, value_enum, default_value = "sqlite")]
     storage: StorageKind,
@@ -113,6 +116,7 @@ impl StorageArgs {
             StorageKind::Sqlite => Arc::new(storage::sqlite::SqliteStore::open(
                 storage::sqlite::SqliteOptions::new(data_dir.join("catalog.db")),
             )?),
+            #[cfg(feature = "etcd")]
             StorageKind::Etcd => {
                 let mut options = storage_etcd::EtcdOptions::new(
                     self.etcd_servers.clone(),
@@ -134,6 +138,10 @@ impl StorageArgs {
                         })?,
                 )
             }
+            #[cfg(not(feature = "etcd"))]
+            StorageKind::Etcd => anyhow::bail!(
+                "this build has no etcd support; build with `cargo build -p service-catalog --features etcd` (needs protoc)"
+            ),
         })
     }
 }
