@@ -100,10 +100,13 @@ impl ApiServer {
                 "/version",
                 get(|| async { axum::Json(discovery::version()) }),
             )
-            .route("/healthz", get(|| async { "ok" }))
+            .route("/healthz", get(health))
+            .route("/healthz/{*check}", get(health_check))
             .route("/metrics", get(metrics_text))
-            .route("/livez", get(|| async { "ok" }))
-            .route("/readyz", get(|| async { "ok" }))
+            .route("/livez", get(health))
+            .route("/livez/{*check}", get(health_check))
+            .route("/readyz", get(health))
+            .route("/readyz/{*check}", get(health_check))
             .route("/openapi/v3", get(openapi_index))
             .route("/openapi/v3/{*path}", get(openapi_document))
             .route("/openapi/v2", get(openapi_v2))
@@ -219,6 +222,61 @@ async fn group_resources(
 ) -> Response {
     match discovery::resources(&server.rest.registry, &group, &version) {
         Some(list) => axum::Json(list).into_response(),
+        None => not_found(),
+    }
+}
+
+/// The checks `/healthz`, `/livez` and `/readyz` report (kube-apiserver's names where they
+/// apply): `ping` always, `storage` when the store answers.
+const HEALTH_CHECKS: [&str; 2] = ["ping", "storage"];
+
+async fn run_health_check(server: &ApiServer, check: &str) -> Option<bool> {
+    match check {
+        "ping" => Some(true),
+        "storage" => Some(server.rest.store.current_revision().await.is_ok()),
+        _ => None,
+    }
+}
+
+/// `ok`, or with `?verbose` one `[+]check ok` line per check, as kube-apiserver prints them.
+async fn health(State(server): Shared, OriginalUri(uri): OriginalUri) -> Response {
+    let verbose = uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "verbose" || p.starts_with("verbose="))
+    });
+    let mut report = String::new();
+    let mut healthy = true;
+    for check in HEALTH_CHECKS {
+        let ok = run_health_check(&server, check).await.unwrap_or(false);
+        healthy &= ok;
+        report.push_str(&format!(
+            "[{}]{check} {}\n",
+            if ok { "+" } else { "-" },
+            if ok { "ok" } else { "failed" }
+        ));
+    }
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    if verbose {
+        report.push_str(if healthy {
+            "check passed\n"
+        } else {
+            "check failed\n"
+        });
+        (status, report).into_response()
+    } else {
+        (status, if healthy { "ok" } else { "unhealthy" }).into_response()
+    }
+}
+
+/// `/readyz/<check>` and friends: one check.
+async fn health_check(State(server): Shared, Path(check): Path<String>) -> Response {
+    match run_health_check(&server, &check).await {
+        Some(true) => (StatusCode::OK, "ok").into_response(),
+        Some(false) => (StatusCode::INTERNAL_SERVER_ERROR, "failed").into_response(),
         None => not_found(),
     }
 }

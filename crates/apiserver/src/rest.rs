@@ -569,16 +569,27 @@ impl Rest {
                 (at, None)
             }
         };
-        let (items, revision, token) = self
+        let continuing = after.clone();
+        let result = self
             .collect(target, &selectors, limit, at_revision, after)
-            .await
-            .map_err(|e| {
-                if e.reason == "Expired" {
-                    ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
-                } else {
-                    e
-                }
-            })?;
+            .await;
+        let (items, revision, token) = match (result, continuing) {
+            // Like kube-apiserver: say so, and offer a token that continues from the same key
+            // at the current revision (an inconsistent but complete continuation).
+            (Err(error), Some(after)) if error.reason == "Expired" => {
+                let current = self
+                    .store
+                    .current_revision()
+                    .await
+                    .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+                let mut expired = ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                );
+                expired.continue_token = Some(encode_continue(current, &after));
+                return Err(expired);
+            }
+            (result, _) => result?,
+        };
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if let Some(token) = token {
             metadata["continue"] = json!(token);

@@ -68,6 +68,8 @@ pub struct ApiError {
     pub message: String,
     pub subject: Option<Subject>,
     pub causes: Vec<Cause>,
+    /// For an expired continue token: a fresh token to carry on (inconsistently) from.
+    pub continue_token: Option<String>,
 }
 
 impl ApiError {
@@ -78,6 +80,7 @@ impl ApiError {
             message: message.into(),
             subject: None,
             causes: Vec::new(),
+            continue_token: None,
         }
     }
 
@@ -164,6 +167,9 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code.as_u16(),
         });
+        if let Some(token) = &self.continue_token {
+            status["metadata"] = json!({"continue": token});
+        }
         if self.subject.is_some() || !self.causes.is_empty() {
             let mut details = serde_json::Map::new();
             if let Some(subject) = &self.subject {
