@@ -248,9 +248,7 @@ impl Broker {
         let Some(operation) = &instance.operation else {
             return Ok(());
         };
-        if operation.state != OperationState::InProgress
-            || now_ms() < operation.started_ms + operation.duration_ms
-        {
+        if !operation.is_due(now_ms()) {
             return Ok(());
         }
         let mut settled = instance.clone();
@@ -298,9 +296,7 @@ impl Broker {
         let Some(operation) = &binding.operation else {
             return Ok(());
         };
-        if operation.state != OperationState::InProgress
-            || now_ms() < operation.started_ms + operation.duration_ms
-        {
+        if !operation.is_due(now_ms()) {
             return Ok(());
         }
         let mut settled = binding.clone();
@@ -341,10 +337,7 @@ impl Broker {
                 && normalized(&existing.parameters) == normalized(&request.parameters);
             match (existing.phase, &existing.operation) {
                 (Phase::Gone | Phase::Failed, _) => {} // replaced below
-                (_, Some(op))
-                    if op.kind != OperationKind::Provision
-                        && op.state == OperationState::InProgress =>
-                {
+                (_, Some(op)) if op.kind != OperationKind::Provision && op.in_progress() => {
                     return Err(Reply::concurrency("this instance"));
                 }
                 _ if !identical => return Err(Reply::empty(StatusCode::CONFLICT)),
@@ -433,7 +426,7 @@ impl Broker {
         if instance
             .operation
             .as_ref()
-            .is_some_and(|op| op.state == OperationState::InProgress)
+            .is_some_and(|op| op.in_progress())
         {
             return Err(Reply::concurrency("this instance"));
         }
@@ -530,10 +523,7 @@ impl Broker {
             .find(&instance.service_id, &instance.plan_id)
             .map(|(_, plan)| plan_behaviour(plan))
             .unwrap_or_default();
-        let in_progress = instance
-            .operation
-            .as_ref()
-            .filter(|op| op.state == OperationState::InProgress);
+        let in_progress = instance.operation.as_ref().filter(|op| op.in_progress());
         match in_progress {
             // Asking again while our deprovision runs is the same request: same answer.
             Some(op) if op.kind == OperationKind::Deprovision => return Ok(operation_reply(op)),
@@ -576,7 +566,7 @@ impl Broker {
         if instance
             .operation
             .as_ref()
-            .is_some_and(|op| op.state == OperationState::InProgress)
+            .is_some_and(|op| op.in_progress())
         {
             return Err(Reply::concurrency("this instance"));
         }
@@ -694,10 +684,7 @@ impl Broker {
         if let Some(existing) = self.bindings.get(&key).filter(|b| b.phase != Phase::Gone) {
             let identical = normalized(&existing.parameters) == normalized(&parameters)
                 && existing.predecessor_binding_id == predecessor;
-            let in_progress = existing
-                .operation
-                .as_ref()
-                .filter(|op| op.state == OperationState::InProgress);
+            let in_progress = existing.operation.as_ref().filter(|op| op.in_progress());
             return match in_progress {
                 Some(op) if op.kind == OperationKind::Unbind => {
                     Err(Reply::concurrency("this binding"))
@@ -835,11 +822,7 @@ impl Broker {
             .find(&binding.service_id, &binding.plan_id)
             .map(|(_, plan)| plan_behaviour(plan))
             .unwrap_or_default();
-        match binding
-            .operation
-            .as_ref()
-            .filter(|op| op.state == OperationState::InProgress)
-        {
+        match binding.operation.as_ref().filter(|op| op.in_progress()) {
             Some(op) if op.kind == OperationKind::Unbind => return Ok(operation_reply(op)),
             Some(_) => return Err(Reply::concurrency("this binding")),
             None => {}

@@ -65,6 +65,17 @@ pub struct OperationRecord {
     pub update: Option<PendingUpdate>,
 }
 
+impl OperationRecord {
+    pub fn in_progress(&self) -> bool {
+        self.state == OperationState::InProgress
+    }
+
+    /// An operation in progress whose time has come (at `now_ms`, milliseconds since the epoch).
+    pub fn is_due(&self, now_ms: u64) -> bool {
+        self.in_progress() && now_ms >= self.started_ms + self.duration_ms
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingUpdate {
     pub plan_id: String,
