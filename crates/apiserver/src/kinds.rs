@@ -8,10 +8,70 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::status::Cause;
+use crate::auth::UserIdentity;
+use crate::status::{ApiError, Cause};
 
-/// Defaulting and validation of one kind. The defaults do nothing.
+/// What a strategy's admission step may consult: who is asking, and the stored objects of
+/// any served kind (the original Service Catalog's admission plugins needed both).
+pub struct Admission<'a> {
+    /// The requester.
+    pub user: &'a UserIdentity,
+    /// `None` for the main resource; `Some("status")`, `Some("reference")`, ...
+    pub subresource: Option<&'a str>,
+    /// The namespace of the request, for namespaced kinds.
+    pub namespace: Option<&'a str>,
+    pub(crate) rest: &'a crate::rest::Rest,
+}
+
+impl Admission<'_> {
+    /// A stored object of the kind `group`/`plural`, if it exists.
+    pub async fn get(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        self.rest.lookup(group, plural, namespace, name).await
+    }
+
+    /// Every stored object of the kind `group`/`plural` (in `namespace`, for namespaced kinds).
+    pub async fn list(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Value>, ApiError> {
+        self.rest.lookup_all(group, plural, namespace).await
+    }
+}
+
+/// Defaulting, validation and admission of one kind. The defaults do nothing.
+#[async_trait::async_trait]
 pub trait Strategy: Send + Sync {
+    /// Whether the strategy checks `metadata.name` itself instead of the generic DNS-1123
+    /// subdomain rule (the catalog's classes and plans are named by broker IDs).
+    fn checks_names(&self) -> bool {
+        false
+    }
+
+    /// The status a new object starts with (a create cannot set status); `None`: no status.
+    fn initial_status(&self) -> Option<Value> {
+        None
+    }
+
+    /// Changes and checks that need the requester or other stored objects; runs before
+    /// [`Strategy::default`] on create and on update of the main resource or a spec
+    /// subresource (`old` is the stored object on update).
+    async fn admit(
+        &self,
+        _admission: &Admission<'_>,
+        _object: &mut Value,
+        _old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+
     /// Fills in defaults on create and update (before validation).
     fn default(&self, _object: &mut Value) {}
 
@@ -35,6 +95,8 @@ pub enum ColumnValue {
     Count(&'static str),
     /// `kind/name` of the object reference at a JSON pointer.
     KindName(&'static str),
+    /// Computed from the whole object.
+    Computed(fn(&Value) -> Value),
 }
 
 /// A column of `kubectl get` (between NAME, which comes first, and AGE, which comes last).
@@ -61,6 +123,14 @@ impl Column {
     }
 }
 
+/// A subresource that changes only some spec fields.
+#[derive(Debug, Clone, Copy)]
+pub struct SpecSubresource {
+    pub name: &'static str,
+    /// JSON pointers of the fields it changes.
+    pub fields: &'static [&'static str],
+}
+
 #[derive(Clone)]
 pub struct ResourceKind {
     /// `""` for the core group.
@@ -76,6 +146,9 @@ pub struct ResourceKind {
     pub has_status: bool,
     /// Field selectors beyond `metadata.name`/`metadata.namespace`: (selector, JSON pointer).
     pub field_selectors: &'static [(&'static str, &'static str)],
+    /// Subresources through which a few spec fields (JSON pointers) change, and nothing else
+    /// (the instance's `/reference`); the main resource keeps those fields as stored.
+    pub spec_subresources: &'static [SpecSubresource],
     /// `kubectl get` columns beyond NAME and AGE.
     pub columns: &'static [Column],
     /// What `kubectl explain` says about the kind.
@@ -215,6 +288,7 @@ impl Registry {
                 namespaced: false,
                 has_status: true,
                 field_selectors: &[("status.phase", "/status/phase")],
+                spec_subresources: &[],
                 columns: NAMESPACE_COLUMNS,
                 description: "Namespace provides a scope for Names.",
                 schema: namespace_schema,
@@ -232,6 +306,7 @@ impl Registry {
                 namespaced: true,
                 has_status: false,
                 field_selectors: &[("type", "/type")],
+                spec_subresources: &[],
                 columns: SECRET_COLUMNS,
                 description: "Secret holds secret data of a certain type.",
                 schema: secret_schema,
@@ -249,6 +324,7 @@ impl Registry {
                 namespaced: true,
                 has_status: false,
                 field_selectors: &[],
+                spec_subresources: &[],
                 columns: CONFIGMAP_COLUMNS,
                 description: "ConfigMap holds configuration data for pods to consume.",
                 schema: configmap_schema,
@@ -273,6 +349,7 @@ impl Registry {
                     ("reason", "/reason"),
                     ("type", "/type"),
                 ],
+                spec_subresources: &[],
                 columns: CORE_EVENT_COLUMNS,
                 description: "Event is a report of an event somewhere in the cluster.",
                 schema: core_event_schema,
@@ -295,6 +372,7 @@ impl Registry {
                     ("reason", "/reason"),
                     ("type", "/type"),
                 ],
+                spec_subresources: &[],
                 columns: EVENT_COLUMNS,
                 description: "Event is a report of an event somewhere in the cluster (events.k8s.io).",
                 schema: event_schema,
@@ -312,6 +390,7 @@ impl Registry {
                 namespaced: true,
                 has_status: false,
                 field_selectors: &[],
+                spec_subresources: &[],
                 columns: LEASE_COLUMNS,
                 description: "Lease defines a lease concept.",
                 schema: lease_schema,

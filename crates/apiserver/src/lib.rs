@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod apply;
+pub mod auth;
 pub mod cache;
 pub mod discovery;
 pub mod kinds;
@@ -38,7 +39,10 @@ use axum::routing::{any, get};
 use serde_json::json;
 use storage::{StorageError, Store};
 
-pub use kinds::{Registry, ResourceKind, Strategy};
+pub use auth::{Authenticator, UserIdentity};
+pub use kinds::{
+    Admission, Column, ColumnValue, Registry, ResourceKind, SpecSubresource, Strategy,
+};
 pub use status::ApiError;
 
 /// How often terminating namespaces are re-examined.
@@ -66,6 +70,12 @@ impl ApiServer {
         Ok(Self {
             rest: rest::Rest::new(store, registry, metrics),
         })
+    }
+
+    /// Who bearer tokens stand for (requests without a known token are anonymous).
+    pub fn with_authenticator(mut self, authenticator: Authenticator) -> Self {
+        self.rest.authenticator = authenticator;
+        self
     }
 
     /// Creates the built-in namespaces if the registry serves namespaces and they are missing.

@@ -123,6 +123,40 @@ pub fn generation_content(kind: &ResourceKind, object: &Value) -> Value {
     content
 }
 
+/// Sets the value at a JSON pointer in `to` to the one in `from`, or removes it when `from`
+/// has none (parents are created as objects when missing).
+pub fn copy_pointer(from: &Value, to: &mut Value, pointer: &str) {
+    let Some((parent, leaf)) = pointer.rsplit_once('/') else {
+        return;
+    };
+    match from.pointer(pointer) {
+        Some(value) => {
+            let mut node = &mut *to;
+            for segment in parent.split('/').filter(|s| !s.is_empty()) {
+                if !node.is_object() {
+                    *node = Value::Object(Default::default());
+                }
+                let Some(map) = node.as_object_mut() else {
+                    return;
+                };
+                node = map
+                    .entry(segment)
+                    .or_insert_with(|| Value::Object(Default::default()));
+            }
+            if let Some(map) = node.as_object_mut() {
+                map.insert(leaf.to_owned(), value.clone());
+            } else {
+                *node = serde_json::json!({ leaf: value.clone() });
+            }
+        }
+        None => {
+            if let Some(map) = to.pointer_mut(parent).and_then(Value::as_object_mut) {
+                map.remove(leaf);
+            }
+        }
+    }
+}
+
 /// A DNS-1123 subdomain: what most object names must be.
 pub fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
@@ -151,6 +185,7 @@ pub fn validate_metadata(kind: &ResourceKind, object: &Value) -> Vec<Cause> {
     };
     match metadata.get("name").and_then(Value::as_str) {
         None | Some("") => causes.push(Cause::required("metadata.name")),
+        Some(_) if kind.strategy.checks_names() => {}
         Some(name) => {
             let valid = if kind.kind == "Namespace" {
                 is_dns_label(name)

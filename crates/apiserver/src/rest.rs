@@ -16,8 +16,9 @@ use serde_json::{Value, json};
 use storage::{EventKind, ListOptions, Revision, StorageError, Store};
 
 use crate::apply;
+use crate::auth::{Authenticator, UserIdentity};
 use crate::cache::KindCache;
-use crate::kinds::{Registry, ResourceKind};
+use crate::kinds::{Admission, Registry, ResourceKind};
 use crate::objects::{self, decode, encode};
 use crate::openapi;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -42,6 +43,8 @@ pub struct Rest {
     /// Becomes `true` when the server shuts down: open watches end so that the graceful
     /// shutdown (which waits for every connection) is not held up by long-running streams.
     pub shutting_down: tokio::sync::watch::Sender<bool>,
+    /// Who a request's credentials say it is.
+    pub authenticator: Authenticator,
 }
 
 impl Rest {
@@ -62,6 +65,7 @@ impl Rest {
             schemas,
             caches: OnceLock::new(),
             shutting_down: tokio::sync::watch::Sender::new(false),
+            authenticator: Authenticator::default(),
         }
     }
 }
@@ -83,6 +87,8 @@ struct Target<'a> {
     namespace: Option<String>,
     name: Option<String>,
     subresource: Option<String>,
+    /// Who is asking.
+    user: UserIdentity,
 }
 
 impl Target<'_> {
@@ -262,18 +268,21 @@ impl Rest {
                     namespace: Some((*namespace).to_owned()),
                     name: None,
                     subresource: None,
+                    user: UserIdentity::anonymous(),
                 }),
                 [name] => Ok(Target {
                     kind,
                     namespace: Some((*namespace).to_owned()),
                     name: Some((*name).to_owned()),
                     subresource: None,
+                    user: UserIdentity::anonymous(),
                 }),
                 [name, sub] => Ok(Target {
                     kind,
                     namespace: Some((*namespace).to_owned()),
                     name: Some((*name).to_owned()),
                     subresource: Some((*sub).to_owned()),
+                    user: UserIdentity::anonymous(),
                 }),
                 _ => Err(not_found()),
             };
@@ -286,6 +295,7 @@ impl Rest {
                     namespace: None,
                     name: None,
                     subresource: None,
+                    user: UserIdentity::anonymous(),
                 })
             }
             // A namespaced kind by name needs its namespace in the path.
@@ -298,6 +308,7 @@ impl Rest {
                     namespace: None,
                     name: Some((*name).to_owned()),
                     subresource: None,
+                    user: UserIdentity::anonymous(),
                 })
             }
             [plural, name, sub] => {
@@ -309,6 +320,7 @@ impl Rest {
                     namespace: None,
                     name: Some((*name).to_owned()),
                     subresource: Some((*sub).to_owned()),
+                    user: UserIdentity::anonymous(),
                 })
             }
             _ => Err(not_found()),
@@ -330,7 +342,8 @@ impl Rest {
         let mut verb = verb_of(&method, query);
         let mut resource = String::from("unknown");
         let result = async {
-            let target = self.target(group, version, path)?;
+            let mut target = self.target(group, version, path)?;
+            target.user = self.authenticator.identify(headers);
             resource = match &target.subresource {
                 Some(sub) => format!("{}/{sub}", target.kind.plural),
                 None => target.kind.plural.to_owned(),
@@ -352,6 +365,9 @@ impl Rest {
             match &target.subresource {
                 None => {}
                 Some(sub) if sub == "status" && target.kind.has_status => {}
+                Some(sub)
+                    if target.kind.spec_subresources.iter().any(|s| s.name == sub)
+                        && target.name.is_some() => {}
                 Some(sub) => {
                     return Err(ApiError::new(
                         StatusCode::NOT_FOUND,
@@ -601,6 +617,78 @@ impl Rest {
     }
 
     /// NamespaceLifecycle: new objects need an existing namespace that is not terminating.
+    /// A stored object of any served kind, for admission.
+    pub(crate) async fn lookup(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        let kind = self.kind_by_plural(group, plural)?;
+        let key = kind.key(namespace, name);
+        let stored = self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| ApiError::from_storage(e, Subject::default()))?;
+        stored
+            .map(|kv| decode(&kv, kv.mod_revision).map_err(ApiError::internal))
+            .transpose()
+    }
+
+    /// Every stored object of a served kind (in one namespace, for namespaced kinds).
+    pub(crate) async fn lookup_all(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Value>, ApiError> {
+        let kind = self.kind_by_plural(group, plural)?;
+        let mut items = Vec::new();
+        let (mut after, mut revision) = (None, None);
+        loop {
+            let page = self
+                .store
+                .list(&ListOptions {
+                    prefix: kind.scope_prefix(namespace),
+                    limit: Some(1000),
+                    at_revision: revision,
+                    continue_after: after.take(),
+                })
+                .await
+                .map_err(|e| ApiError::from_storage(e, Subject::default()))?;
+            revision = Some(page.revision);
+            let last = page.items.last().map(|kv| kv.key.clone());
+            for kv in &page.items {
+                items.push(decode(kv, kv.mod_revision).map_err(ApiError::internal)?);
+            }
+            match last {
+                Some(key) if page.more => after = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    fn kind_by_plural(&self, group: &str, plural: &str) -> Result<&ResourceKind, ApiError> {
+        self.registry
+            .kinds()
+            .iter()
+            .find(|k| k.group == group && k.plural == plural)
+            .ok_or_else(|| {
+                ApiError::internal(format!("admission asked for unserved {plural}.{group}"))
+            })
+    }
+
+    fn admission<'a>(&'a self, target: &'a Target<'a>) -> Admission<'a> {
+        Admission {
+            user: &target.user,
+            subresource: target.subresource.as_deref(),
+            namespace: target.namespace.as_deref(),
+            rest: self,
+        }
+    }
+
     async fn admit_namespace(&self, namespace: &str) -> Result<(), ApiError> {
         let Some(kind) = self.registry.find("", "v1", "namespaces") else {
             return Ok(());
@@ -799,11 +887,17 @@ impl Rest {
             // Status is the controller's: a create cannot set it.
             if let Some(map) = object.as_object_mut() {
                 map.remove("status");
+                if let Some(initial) = kind.strategy.initial_status() {
+                    map.insert("status".into(), initial);
+                }
             }
         }
         if let (Some(namespace), true) = (&target.namespace, kind.namespaced) {
             self.admit_namespace(namespace).await?;
         }
+        kind.strategy
+            .admit(&self.admission(target), &mut object, None)
+            .await?;
         for _attempt in 0..8 {
             let mut candidate = object.clone();
             if let (Some(prefix), Some(metadata)) =
@@ -856,10 +950,21 @@ impl Rest {
     ) -> Result<Response, ApiError> {
         let kind = target.kind;
         let status_update = target.subresource.as_deref() == Some("status");
+        let spec_subresource = target
+            .subresource
+            .as_deref()
+            .and_then(|name| kind.spec_subresources.iter().find(|s| s.name == name));
         if status_update {
             // /status: the old object with the new status.
             let mut merged = old.clone();
             merged["status"] = object.get("status").cloned().unwrap_or(Value::Null);
+            object = merged;
+        } else if let Some(subresource) = spec_subresource {
+            // A spec subresource: the old object with just its fields new.
+            let mut merged = old.clone();
+            for field in subresource.fields {
+                objects::copy_pointer(&object, &mut merged, field);
+            }
             object = merged;
         } else if kind.has_status {
             // Main resource: status is not the caller's to change.
@@ -908,8 +1013,23 @@ impl Rest {
             }
             metadata.remove("resourceVersion");
         }
+        if spec_subresource.is_none() && !status_update {
+            // The main resource: fields only a spec subresource changes stay as stored.
+            for subresource in kind.spec_subresources {
+                for field in subresource.fields {
+                    objects::copy_pointer(old, &mut object, field);
+                }
+            }
+        }
+        if !status_update {
+            kind.strategy
+                .admit(&self.admission(target), &mut object, Some(old))
+                .await?;
+        }
         Self::admit(target, &mut object, Some(old))?;
-        if objects::generation_content(kind, &object) != objects::generation_content(kind, old) {
+        if spec_subresource.is_none()
+            && objects::generation_content(kind, &object) != objects::generation_content(kind, old)
+        {
             let generation = objects::metadata(old)
                 .and_then(|m| m.get("generation"))
                 .and_then(Value::as_i64)
@@ -1151,6 +1271,7 @@ impl Rest {
                         namespace: target.namespace.clone(),
                         name: None,
                         subresource: None,
+                        user: target.user.clone(),
                     };
                     let body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
                     match self.create(&create, query, &body, &mut Vec::new()).await {
@@ -1376,6 +1497,7 @@ impl Rest {
                     .map(str::to_owned),
                 name: objects::name(&item).map(str::to_owned),
                 subresource: None,
+                user: target.user.clone(),
             };
             match self.delete(&one, query, &Bytes::new()).await {
                 Ok(_) => deleted.push(item),

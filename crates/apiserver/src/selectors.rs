@@ -143,6 +143,21 @@ impl LabelSelector {
         Ok(LabelRequirement::Exists(key_ok(part)?))
     }
 
+    /// The keys the selector's requirements are about, in order.
+    pub fn keys(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .map(|r| match r {
+                LabelRequirement::Equals(k, _)
+                | LabelRequirement::NotEquals(k, _)
+                | LabelRequirement::In(k, _)
+                | LabelRequirement::NotIn(k, _)
+                | LabelRequirement::Exists(k)
+                | LabelRequirement::NotExists(k) => k.as_str(),
+            })
+            .collect()
+    }
+
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.0.iter().all(|requirement| match requirement {
             LabelRequirement::Equals(k, v) => labels.get(k) == Some(v),

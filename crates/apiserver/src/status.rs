@@ -25,6 +25,28 @@ impl Cause {
         }
     }
 
+    /// A required field, with why it is needed.
+    pub fn required_because(field: &str, why: &str) -> Self {
+        Self {
+            reason: "FieldValueRequired",
+            message: format!("Required value: {why}"),
+            field: field.into(),
+        }
+    }
+
+    pub fn unsupported(field: &str, value: &str, supported: &[&str]) -> Self {
+        let supported = supported
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self {
+            reason: "FieldValueNotSupported",
+            message: format!("Unsupported value: {value:?}: supported values: {supported}"),
+            field: field.into(),
+        }
+    }
+
     pub fn invalid(field: &str, value: &str, why: &str) -> Self {
         Self {
             reason: "FieldValueInvalid",
@@ -124,6 +146,12 @@ impl ApiError {
             .collect::<Vec<_>>()
             .join(", ");
         let message = format!("{kind} {:?} is invalid: {list}", subject.name);
+        // kube-apiserver names the kind (not the resource) in an Invalid status's details, so
+        // kubectl says `The ServiceInstance "x" is invalid: ...`.
+        let subject = Subject {
+            resource: kind.to_owned(),
+            ..subject
+        };
         Self {
             subject: Some(subject),
             causes,

