@@ -198,10 +198,21 @@ async fn apiserver(
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let store = storage.open(&data_dir).await?;
-    let server = Arc::new(apiserver::ApiServer::new(
-        store,
-        apiserver::Registry::standalone_core(),
-    )?);
+    let token = admin_token(&data_dir)?;
+    let mut authenticator = apiserver::Authenticator::default();
+    authenticator.add_token(
+        token.clone(),
+        apiserver::UserIdentity {
+            username: "admin".into(),
+            uid: "admin".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+            extra: Default::default(),
+        },
+    );
+    let server = Arc::new(
+        apiserver::ApiServer::new(store, catalog_registry::standalone())?
+            .with_authenticator(authenticator),
+    );
     server.bootstrap().await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -212,7 +223,7 @@ async fn apiserver(
     }
     if tls.plain_http {
         let url = format!("http://{address}");
-        let kubeconfig = write_kubeconfig(&data_dir, &url, None)?;
+        let kubeconfig = write_kubeconfig(&data_dir, &url, None, &token)?;
         announce(&url, &kubeconfig);
         server.serve(listener, shutdown_signal()).await?;
         return Ok(());
@@ -235,7 +246,7 @@ async fn apiserver(
         }
     };
     let url = format!("https://{address}");
-    let kubeconfig = write_kubeconfig(&data_dir, &url, ca.as_deref())?;
+    let kubeconfig = write_kubeconfig(&data_dir, &url, ca.as_deref(), &token)?;
     announce(&url, &kubeconfig);
     server
         .serve_tls(listener, &files, shutdown_signal())
@@ -271,6 +282,7 @@ fn write_kubeconfig(
     data_dir: &std::path::Path,
     url: &str,
     ca_pem: Option<&str>,
+    token: &str,
 ) -> anyhow::Result<PathBuf> {
     use base64::Engine as _;
     let path = data_dir.join("kubeconfig");
@@ -282,9 +294,20 @@ fn write_kubeconfig(
             )
         })
         .unwrap_or_default();
-    // kubectl prompts for a password when an https cluster's user has no credentials, so the
-    // admin user gets a token, kept in the data dir. The server does not check it yet
-    // (authentication is its own issue); it is generated so that it can.
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: service-catalog\n  cluster:\n    server: {url}\n{ca}users:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: service-catalog\n  context:\n    cluster: service-catalog\n    user: admin\n    namespace: default\ncurrent-context: service-catalog\n"
+    );
+    let temporary = data_dir.join(".kubeconfig.tmp");
+    std::fs::write(&temporary, config)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// The admin user's bearer token, kept in the data dir (made on first start). kubectl prompts
+/// for a password when an https cluster's user has no credentials; the server knows the token
+/// as the user `admin` (authorization is not enforced yet: that is the RBAC work).
+fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
     let token_file = data_dir.join("admin.token");
     let token = match std::fs::read_to_string(&token_file) {
         Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
@@ -299,14 +322,7 @@ fn write_kubeconfig(
             token
         }
     };
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: service-catalog\n  cluster:\n    server: {url}\n{ca}users:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: service-catalog\n  context:\n    cluster: service-catalog\n    user: admin\n    namespace: default\ncurrent-context: service-catalog\n"
-    );
-    let temporary = data_dir.join(".kubeconfig.tmp");
-    std::fs::write(&temporary, config)
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    Ok(token)
 }
 
 async fn demo(serve: bool, listen: SocketAddr) -> anyhow::Result<()> {

@@ -34,18 +34,7 @@ fn run_kubectl(
     config: &Path,
     args: &[&str],
 ) -> anyhow::Result<(bool, String, String)> {
-    let output = Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(config)
-        .arg("--cache-dir")
-        .arg(config.with_file_name("kube-cache"))
-        .args(args)
-        .output()?;
-    Ok((
-        output.status.success(),
-        String::from_utf8(output.stdout)?,
-        String::from_utf8(output.stderr)?,
-    ))
+    test_support::run_kubectl(kubectl, config, args, None)
 }
 
 fn ok(config: &Path, args: &[&str]) -> anyhow::Result<String> {
