@@ -35,14 +35,18 @@ impl Admission<'_> {
         self.rest.lookup(group, plural, namespace, name).await
     }
 
-    /// Every stored object of the kind `group`/`plural` (in `namespace`, for namespaced kinds).
+    /// The stored objects of the kind `group`/`plural` (in `namespace`, for namespaced kinds)
+    /// that `matches` accepts; from the watch cache when it has caught up.
     pub async fn list(
         &self,
         group: &str,
         plural: &str,
         namespace: Option<&str>,
+        matches: impl Fn(&Value) -> bool + Send + Sync,
     ) -> Result<Vec<Value>, ApiError> {
-        self.rest.lookup_all(group, plural, namespace).await
+        self.rest
+            .lookup_all(group, plural, namespace, matches)
+            .await
     }
 }
 

@@ -643,15 +643,27 @@ impl Rest {
         group: &str,
         plural: &str,
         namespace: Option<&str>,
+        matches: impl Fn(&Value) -> bool + Send + Sync,
     ) -> Result<Vec<Value>, ApiError> {
         let kind = self.kind_by_plural(group, plural)?;
+        let prefix = kind.scope_prefix(namespace);
+        if let Some(cache) = self.caches.get().and_then(|c| c.get(&kind.key_prefix())) {
+            let current = self
+                .store
+                .current_revision()
+                .await
+                .map_err(|e| ApiError::from_storage(e, Subject::default()))?;
+            if let Some((items, _, _)) = cache.list(&prefix, current, None, &matches).await {
+                return Ok(items);
+            }
+        }
         let mut items = Vec::new();
         let (mut after, mut revision) = (None, None);
         loop {
             let page = self
                 .store
                 .list(&ListOptions {
-                    prefix: kind.scope_prefix(namespace),
+                    prefix: prefix.clone(),
                     limit: Some(1000),
                     at_revision: revision,
                     continue_after: after.take(),
@@ -661,7 +673,10 @@ impl Rest {
             revision = Some(page.revision);
             let last = page.items.last().map(|kv| kv.key.clone());
             for kv in &page.items {
-                items.push(decode(kv, kv.mod_revision).map_err(ApiError::internal)?);
+                let object = decode(kv, kv.mod_revision).map_err(ApiError::internal)?;
+                if matches(&object) {
+                    items.push(object);
+                }
             }
             match last {
                 Some(key) if page.more => after = Some(key),

@@ -36,6 +36,7 @@ pub struct CommonServiceBrokerSpec {
     /// How the catalog is fetched again: `Duration` (every `relistDuration`) or `Manual` (when
     /// `relistRequests` grows).
     #[serde(default)]
+    #[schemars(extend("enum" = ["Duration", "Manual"]))]
     pub relist_behavior: String,
     /// How often the catalog is fetched again with `relistBehavior: Duration` (a Go duration,
     /// such as `15m0s`).

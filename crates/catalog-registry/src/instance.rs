@@ -339,19 +339,16 @@ async fn default_plan(
     };
     let class_plural = format!("{}es", class_kind.to_lowercase());
     let plan_plural = format!("{}s", plan_kind.to_lowercase());
-    let found: Vec<Value> = admission
-        .list(GROUP, &class_plural, namespace)
-        .await?
-        .into_iter()
-        .filter(|c| {
-            let pointer = match class_field {
-                f if f.ends_with("ExternalName") => "/spec/externalName",
-                f if f.ends_with("ExternalID") => "/spec/externalID",
-                _ => "/metadata/name",
-            };
+    let pointer = match class_field {
+        f if f.ends_with("ExternalName") => "/spec/externalName",
+        f if f.ends_with("ExternalID") => "/spec/externalID",
+        _ => "/metadata/name",
+    };
+    let found = admission
+        .list(GROUP, &class_plural, namespace, |c| {
             c.pointer(pointer).and_then(Value::as_str) == Some(class_value)
         })
-        .collect();
+        .await?;
     let [found_class] = found.as_slice() else {
         return Err(common::forbidden(
             "ServiceInstance",
@@ -375,12 +372,11 @@ async fn default_plan(
     } else {
         "/spec/serviceClassRef/name"
     };
-    let candidates: Vec<Value> = admission
-        .list(GROUP, &plan_plural, namespace)
-        .await?
-        .into_iter()
-        .filter(|p| p.pointer(class_ref).and_then(Value::as_str) == Some(class_name))
-        .collect();
+    let candidates = admission
+        .list(GROUP, &plan_plural, namespace, |p| {
+            p.pointer(class_ref).and_then(Value::as_str) == Some(class_name)
+        })
+        .await?;
     let the_plan = match candidates.as_slice() {
         [one] => one,
         [] => {

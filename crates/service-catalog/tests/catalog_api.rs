@@ -546,6 +546,25 @@ async fn immutable_fields_and_admission_refusals_name_what_is_wrong() -> anyhow:
             stderr.contains("references a ServiceInstance that is being deleted: test-ns/i"),
             "{stderr}"
         );
+        // A namespace being deleted (held by the instance's finalizer) takes no new objects.
+        ok(
+            &kubectl_bin,
+            &config,
+            &["apply", "-f", "-"],
+            Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: doomed}\n---\napiVersion: servicecatalog.k8s.io/v1beta1\nkind: ServiceInstance\nmetadata: {name: held, namespace: doomed}\nspec: {clusterServiceClassExternalName: db, clusterServicePlanExternalName: small}\n"),
+        )?;
+        ok(&kubectl_bin, &config, &["delete", "namespace", "doomed", "--wait=false"], None)?;
+        let (success, _, stderr) = kubectl(
+            &kubectl_bin,
+            &config,
+            &["create", "-f", "-"],
+            Some("apiVersion: servicecatalog.k8s.io/v1beta1\nkind: ServiceBinding\nmetadata: {name: late, namespace: doomed}\nspec: {instanceRef: {name: held}}"),
+        )?;
+        assert!(!success);
+        assert!(
+            stderr.contains("unable to create new content in namespace doomed because it is being terminated"),
+            "{stderr}"
+        );
         // The refused changes left everything as it was.
         let instance = ok(
             &kubectl_bin,
