@@ -47,6 +47,8 @@ enum Command {
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// Run the controllers (brokers → classes and plans) against an API server.
+    ControllerManager(ControllerArgs),
     /// Fetch, validate and show a broker's catalog.
     Catalog {
         #[arg(long)]
@@ -64,6 +66,54 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A Go-style duration (`90s`, `15m`, `24h`), as Kubernetes flags take them.
+fn go_duration(text: &str) -> Result<Duration, String> {
+    let parsed: kube::core::Duration = text.parse().map_err(|e| format!("{e}"))?;
+    if parsed.is_negative() {
+        return Err("must not be negative".into());
+    }
+    Ok(parsed.into())
+}
+
+#[derive(Debug, clap::Args)]
+struct ControllerArgs {
+    /// The kubeconfig to use; default: `KUBECONFIG`, `~/.kube/config`, or the in-cluster
+    /// service account.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    metrics_listen: SocketAddr,
+    /// How often a broker with `relistBehavior: Duration` and no `relistDuration` is relisted.
+    #[arg(long, default_value = "24h", value_parser = go_duration)]
+    broker_relist_interval: Duration,
+    /// How long one OSB request may take.
+    #[arg(long, default_value = "60s", value_parser = go_duration)]
+    osb_timeout: Duration,
+    /// The first retry delay after a broker error (it doubles per failure).
+    #[arg(long, default_value = "1s", value_parser = go_duration)]
+    retry_min: Duration,
+    /// The longest retry delay after repeated broker errors.
+    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    retry_max: Duration,
+    /// Reconciles running at once, per kind.
+    #[arg(long, default_value_t = 5)]
+    workers: u16,
+    /// Elect a leader on a Lease, so that several replicas can run and exactly one acts.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_namespace: String,
+    #[arg(long, default_value = "service-catalog-controller-manager")]
+    leader_elect_name: String,
+    /// How long a lease lasts without renewal before another replica may take it.
+    #[arg(long, default_value = "15s", value_parser = go_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How often the leader renews (and candidates retry).
+    #[arg(long, default_value = "2s", value_parser = go_duration)]
+    leader_elect_renew_interval: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -151,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Servers log their requests by default; the one-shot commands only what went wrong.
     let default_filter = match cli.command {
-        Command::Apiserver { .. } => "info",
+        Command::Apiserver { .. } | Command::ControllerManager(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -168,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
             storage,
             tls,
         } => apiserver(data_dir, listen, storage, tls).await,
+        Command::ControllerManager(args) => controller_manager(args).await,
         Command::Catalog {
             url,
             username,
@@ -323,6 +374,42 @@ fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
         }
     };
     Ok(token)
+}
+
+async fn controller_manager(args: ControllerArgs) -> anyhow::Result<()> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a cluster")?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    let identity = format!("{host}_{}", uuid::Uuid::new_v4().simple());
+    let settings = controller::Settings {
+        broker: controller::BrokerSettings {
+            default_relist: args.broker_relist_interval,
+            osb_timeout: args.osb_timeout,
+            backoff_min: args.retry_min,
+            backoff_max: args.retry_max,
+        },
+        workers: args.workers,
+        metrics_listen: args.metrics_listen,
+        leader_election: args.leader_elect.then(|| controller::LeaseSettings {
+            namespace: args.leader_elect_namespace,
+            name: args.leader_elect_name,
+            identity: identity.clone(),
+            lease_duration: args.leader_elect_lease_duration,
+            renew_interval: args.leader_elect_renew_interval,
+        }),
+        identity,
+    };
+    controller::run(client, settings, shutdown_signal()).await?;
+    Ok(())
 }
 
 async fn demo(serve: bool, listen: SocketAddr) -> anyhow::Result<()> {

@@ -6,43 +6,17 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use catalog_api::{ClusterServiceBroker, ClusterServicePlan, ServiceBinding, ServiceInstance};
 use futures_util::StreamExt as _;
+use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::{Api, Client};
 use serde_json::{Value, json};
-use test_support::ServerProcess;
 
-const FIXTURES: &str = "../shared/fixtures/original-manifests";
+const FIXTURES: &str = "shared/fixtures/original-manifests";
 
-struct Catalog {
-    _process: ServerProcess,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Catalog {
-    async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let data = dir.path().join("data").to_string_lossy().into_owned();
-        let process = ServerProcess::start(
-            env!("CARGO_BIN_EXE_service-catalog"),
-            &["apiserver", "--data-dir", &data, "--listen", "127.0.0.1:0"],
-        )
-        .await?;
-        Ok(Self {
-            _process: process,
-            config: dir.path().join("data/kubeconfig"),
-            _dir: dir,
-        })
-    }
-
-    async fn client(&self) -> anyhow::Result<Client> {
-        let kubeconfig = kube::config::Kubeconfig::read_from(&self.config)?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-        Ok(Client::try_from(config)?)
-    }
-}
+use common::ApiServer as Catalog;
 
 /// (success, stdout, stderr) of a kubectl run, with `stdin` fed when given.
 fn kubectl(
@@ -60,8 +34,23 @@ fn ok(binary: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> anyho
     Ok(stdout)
 }
 
-fn fixtures_dir() -> PathBuf {
-    test_support::workspace_root().join(FIXTURES)
+/// The original project's manifests, shared beside the checkout (`../shared/...`), or where
+/// `SERVICE_CATALOG_FIXTURES` says.
+fn fixtures_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("SERVICE_CATALOG_FIXTURES") {
+        return Ok(PathBuf::from(dir));
+    }
+    let root = test_support::workspace_root();
+    root.ancestors()
+        .map(|dir| dir.join(FIXTURES))
+        .chain([PathBuf::from("/work/shared/fixtures/original-manifests")])
+        .find(|dir| dir.is_dir())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the original manifests are not beside the checkout ({}/../{FIXTURES}); set SERVICE_CATALOG_FIXTURES",
+                root.display()
+            )
+        })
 }
 
 /// Every field of `expected` is in `actual` with the same value (maps may have more).
@@ -105,7 +94,7 @@ fn apply_fixtures_and_read_back(binary: &Path, config: &Path) -> anyhow::Result<
     ok(binary, config, &["create", "namespace", "test-ns"], None)?;
     ok(binary, config, &["create", "namespace", "ups-broker"], None)?;
     ok(binary, config, &["apply", "-f", "-"], Some(UPS_CLASS))?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures_dir())?
+    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures_dir()?)?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))

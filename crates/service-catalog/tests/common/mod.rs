@@ -1,0 +1,40 @@
+//! What the binary's integration tests share: the API server as a user starts it (HTTPS, its
+//! generated kubeconfig with the admin token) and a kube client for it.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::PathBuf;
+
+use kube::Client;
+use test_support::ServerProcess;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_service-catalog");
+
+pub struct ApiServer {
+    pub process: ServerProcess,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl ApiServer {
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data").to_string_lossy().into_owned();
+        let process = ServerProcess::start(
+            BINARY,
+            &["apiserver", "--data-dir", &data, "--listen", "127.0.0.1:0"],
+        )
+        .await?;
+        Ok(Self {
+            process,
+            config: dir.path().join("data/kubeconfig"),
+            dir,
+        })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.config)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(Client::try_from(config)?)
+    }
+}
