@@ -12,6 +12,7 @@ use catalog_api::{
     CONDITION_FALSE, CONDITION_READY, CONDITION_TRUE, CommonServiceBrokerSpec, Condition,
     RELIST_DURATION, ServiceBrokerStatus,
 };
+use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -370,6 +371,58 @@ async fn used(ctx: &Context, namespace: Option<&str>) -> Result<BTreeSet<String>
     Ok(names)
 }
 
+/// How many class or plan writes one sync has in flight.
+const CREATE_CONCURRENCY: usize = 16;
+
+/// Creates or updates one class or plan to match `object`; (writes, a conflicting name).
+async fn write_one(
+    api: &Api<DynamicObject>,
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+    object: &Value,
+    current: Option<&DynamicObject>,
+) -> Result<(usize, Option<String>), Error> {
+    let spec = object.get("spec").cloned().unwrap_or(Value::Null);
+    let Some(current) = current else {
+        let mut new: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": catalog_api::API_VERSION,
+            "kind": kind,
+            "metadata": object["metadata"], "spec": spec,
+        }))?;
+        new.metadata.namespace = namespace.map(str::to_owned);
+        return match api.create(&PostParams::default(), &new).await {
+            Ok(_) => Ok((1, None)),
+            // Another broker already offers this ID: not ours to change.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                Ok((0, Some(format!("{kind} {name}"))))
+            }
+            Err(error) => Err(error.into()),
+        };
+    };
+    let mut writes = 0;
+    if current.data.get("spec") != Some(&spec) {
+        let mut updated = current.clone();
+        updated.data["spec"] = spec;
+        api.replace(name, &PostParams::default(), &updated).await?;
+        writes += 1;
+    }
+    let removed = current
+        .data
+        .pointer("/status/removedFromBrokerCatalog")
+        .and_then(Value::as_bool);
+    if removed == Some(true) {
+        api.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"removedFromBrokerCatalog": false}})),
+        )
+        .await?;
+        writes += 1;
+    }
+    Ok((writes, None))
+}
+
 /// Makes the stored classes and plans of the broker match `desired`; returns what it wrote.
 async fn sync(ctx: &Context, broker: &Broker, desired: &catalog::Desired) -> Result<usize, Error> {
     let [_, class_resource, plan_resource] = resources(ctx.scope);
@@ -390,48 +443,36 @@ async fn sync(ctx: &Context, broker: &Broker, desired: &catalog::Desired) -> Res
             .into_iter()
             .map(|o| (o.name_any(), o))
             .collect();
-        for (name, object) in wanted {
-            let spec = object.get("spec").cloned().unwrap_or(Value::Null);
-            match existing.get(name) {
-                None => {
-                    let mut new: DynamicObject = serde_json::from_value(json!({
-                        "apiVersion": catalog_api::API_VERSION,
-                        "kind": kind,
-                        "metadata": object["metadata"], "spec": spec,
-                    }))?;
-                    new.metadata.namespace = broker.namespace.clone();
-                    match api.create(&PostParams::default(), &new).await {
-                        Ok(_) => writes += 1,
-                        // Another broker already offers this ID: not ours to change.
-                        Err(kube::Error::Api(status)) if status.code == 409 => {
-                            conflicts.push(format!("{kind} {name}"));
-                        }
-                        Err(error) => return Err(error.into()),
-                    }
+        // Independent objects: written CREATE_CONCURRENCY at a time (each job owns its data,
+        // so the stream's futures are 'static).
+        let jobs: Vec<_> = wanted
+            .iter()
+            .map(|(name, object)| {
+                let (api, kind, namespace) = (api.clone(), kind.clone(), broker.namespace.clone());
+                let (name, object) = (name.clone(), object.clone());
+                let current = existing.get(&name).cloned();
+                async move {
+                    write_one(
+                        &api,
+                        &kind,
+                        namespace.as_deref(),
+                        &name,
+                        &object,
+                        current.as_ref(),
+                    )
+                    .await
                 }
-                Some(current) => {
-                    if current.data.get("spec") != Some(&spec) {
-                        let mut updated = current.clone();
-                        updated.data["spec"] = spec;
-                        api.replace(name, &PostParams::default(), &updated).await?;
-                        writes += 1;
-                    }
-                    if current
-                        .data
-                        .pointer("/status/removedFromBrokerCatalog")
-                        .and_then(Value::as_bool)
-                        == Some(true)
-                    {
-                        api.patch_status(
-                            name,
-                            &PatchParams::default(),
-                            &Patch::Merge(&json!({"status": {"removedFromBrokerCatalog": false}})),
-                        )
-                        .await?;
-                        writes += 1;
-                    }
-                }
-            }
+            })
+            .collect();
+        let outcomes: Vec<Result<(usize, Option<String>), Error>> =
+            futures_util::stream::iter(jobs)
+                .buffer_unordered(CREATE_CONCURRENCY)
+                .collect()
+                .await;
+        for outcome in outcomes {
+            let (written, conflict) = outcome?;
+            writes += written;
+            conflicts.extend(conflict);
         }
     }
     for (api, wanted) in [(&plans, &desired.plans), (&classes, &desired.classes)] {
