@@ -459,6 +459,33 @@ async fn broker_failures_are_conditions_with_reasons_and_retries_back_off() -> a
         "a warning event names the broker"
     );
 
+    // relistBehavior: Duration fetches the catalog again every relistDuration.
+    basic_secret(&client, "ops", "good", "secret").await?;
+    let periodic: ClusterServiceBroker = serde_json::from_value(json!({
+        "metadata": {"name": "periodic"},
+        "spec": {"url": broker.url(), "relistBehavior": "Duration", "relistDuration": "1s",
+                 "authInfo": {"basic": {"secretRef": {"namespace": "ops", "name": "good"}}}}}))?;
+    Api::<ClusterServiceBroker>::all(client.clone())
+        .create(&PostParams::default(), &periodic)
+        .await?;
+    let first = synced(&client, "periodic", 1).await?;
+    let first_time = status(&first).last_catalog_retrieval_time;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let fetches = metric(
+        &manager.url,
+        "servicecatalog_osb_requests_total",
+        "broker=\"periodic\"",
+    )
+    .await?;
+    assert!(
+        fetches >= 3.0,
+        "{fetches} fetches in 3.5 s with relistDuration 1s"
+    );
+    let later = Api::<ClusterServiceBroker>::all(client.clone())
+        .get("periodic")
+        .await?;
+    assert_ne!(status(&later).last_catalog_retrieval_time, first_time);
+
     // A namespaced broker fills its own namespace.
     create_namespace(&client, "team").await?;
     let namespaced: catalog_api::ServiceBroker = serde_json::from_value(json!({
