@@ -94,6 +94,13 @@ async fn main() -> Result<()> {
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
         },
+        operations: controller::OperationSettings {
+            osb_timeout: Duration::from_secs(60),
+            poll_min: Duration::from_secs(1),
+            poll_max: Duration::from_secs(60),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        },
         workers: 5,
         metrics_listen: "127.0.0.1:0".parse()?,
         leader_election: None,

@@ -217,15 +217,35 @@ fn secret_value(secret: &Secret, key: &str) -> Option<String> {
         .and_then(|v| String::from_utf8(v.0.clone()).ok())
 }
 
-/// The OSB client for a broker, with credentials from its auth Secret.
+/// The OSB client for a stored broker object (used by the instance and binding reconcilers).
+pub async fn client_for(
+    client: &Client,
+    scope: Scope,
+    timeout: Duration,
+    object: &DynamicObject,
+) -> Result<osb_client::Client, Error> {
+    let broker = Broker::read(object)?;
+    build_client(client, scope, timeout, &broker).await
+}
+
 async fn osb_client(ctx: &Context, broker: &Broker) -> Result<osb_client::Client, Error> {
+    build_client(&ctx.client, ctx.scope, ctx.settings.osb_timeout, broker).await
+}
+
+/// The OSB client for a broker, with credentials from its auth Secret.
+async fn build_client(
+    client: &Client,
+    scope: Scope,
+    timeout: Duration,
+    broker: &Broker,
+) -> Result<osb_client::Client, Error> {
     let auth_error = |message: String| Error::Broker {
         reason: REASON_ERROR_AUTH,
         message,
     };
     let mut config = ClientConfig::new(&broker.spec.url)
         .map_err(|e| auth_error(format!("the broker URL is unusable: {e}")))?
-        .with_timeouts(Duration::from_secs(10), ctx.settings.osb_timeout)
+        .with_timeouts(Duration::from_secs(10), timeout)
         .with_insecure_skip_tls_verify(broker.spec.insecure_skip_tls_verify);
     if let Some(ca) = &broker.spec.ca_bundle {
         config = config.with_ca_bundle(ca.0.clone());
@@ -238,7 +258,7 @@ async fn osb_client(ctx: &Context, broker: &Broker) -> Result<osb_client::Client
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let namespace = if ctx.scope.cluster {
+        let namespace = if scope.cluster {
             reference
                 .get("namespace")
                 .and_then(Value::as_str)
@@ -247,7 +267,7 @@ async fn osb_client(ctx: &Context, broker: &Broker) -> Result<osb_client::Client
         } else {
             broker.namespace.clone().unwrap_or_default()
         };
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
         let secret = secrets.get_opt(name).await?.ok_or_else(|| {
             auth_error(format!(
                 "Error getting broker auth credentials: the secret {namespace}/{name} does not exist"

@@ -1,15 +1,20 @@
 //! The controller manager (`service-catalog controller-manager`): connects through a kubeconfig,
 //! elects a leader on a Lease, serves `/metrics`, `/healthz` and `/readyz`, and runs the
-//! reconcilers. Today: brokers → classes and plans ([`broker`]).
+//! reconcilers: brokers → classes and plans ([`broker`]), instances ([`instance`]) and
+//! bindings ([`binding`]).
 //!
 //! - [`catalog`]: an OSB catalog → the class and plan objects it yields.
 //! - [`leader`]: Lease-based leader election.
 //! - [`metrics`]: Prometheus metrics and the health endpoints.
+//! - [`osb`]: what instances and bindings share (resolution, parameters, conditions, backoff).
 
+pub mod binding;
 pub mod broker;
 pub mod catalog;
+pub mod instance;
 pub mod leader;
 pub mod metrics;
+pub mod osb;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,11 +27,13 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, controller, watcher};
 
 pub use broker::BrokerSettings;
+pub use instance::OperationSettings;
 pub use leader::LeaseSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub broker: BrokerSettings,
+    pub operations: OperationSettings,
     /// Reconciles running at once, per kind.
     pub workers: u16,
     pub metrics_listen: SocketAddr,
@@ -133,5 +140,38 @@ async fn run_controllers(client: kube::Client, settings: &Settings, metrics: met
                 }),
         );
     }
-    futures_util::future::join_all(running).await;
+    let operations = Arc::new(instance::Context::new(
+        client.clone(),
+        settings.operations.clone(),
+        metrics.clone(),
+        Recorder::new(client.clone(), reporter.clone()),
+    ));
+    let config = controller::Config::default().concurrency(settings.workers);
+    let instances = Controller::new(
+        Api::<catalog_api::ServiceInstance>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(config.clone())
+    .run(
+        instance::reconcile,
+        instance::error_policy,
+        operations.clone(),
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "controller event");
+        }
+    });
+    let bindings = Controller::new(
+        Api::<catalog_api::ServiceBinding>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(config)
+    .run(binding::reconcile, binding::error_policy, operations)
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(%error, "controller event");
+        }
+    });
+    tokio::join!(futures_util::future::join_all(running), instances, bindings);
 }

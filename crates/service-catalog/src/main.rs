@@ -98,6 +98,13 @@ struct ControllerArgs {
     /// The longest retry delay after repeated broker errors.
     #[arg(long, default_value = "5m", value_parser = go_duration)]
     retry_max: Duration,
+    /// The shortest wait between polls of an asynchronous operation (a broker's Retry-After
+    /// is honoured above it).
+    #[arg(long, default_value = "1s", value_parser = go_duration)]
+    polling_interval: Duration,
+    /// The longest wait between polls of an asynchronous operation.
+    #[arg(long, default_value = "1m", value_parser = go_duration)]
+    max_polling_interval: Duration,
     /// Reconciles running at once, per kind.
     #[arg(long, default_value_t = 5)]
     workers: u16,
@@ -394,6 +401,13 @@ async fn controller_manager(args: ControllerArgs) -> anyhow::Result<()> {
         broker: controller::BrokerSettings {
             default_relist: args.broker_relist_interval,
             osb_timeout: args.osb_timeout,
+            backoff_min: args.retry_min,
+            backoff_max: args.retry_max,
+        },
+        operations: controller::OperationSettings {
+            osb_timeout: args.osb_timeout,
+            poll_min: args.polling_interval,
+            poll_max: args.max_polling_interval.max(args.polling_interval),
             backoff_min: args.retry_min,
             backoff_max: args.retry_max,
         },

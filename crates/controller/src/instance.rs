@@ -1,0 +1,880 @@
+//! The instance reconciler: resolve the class and plan (recorded through `/reference`), check
+//! the parameters against the plan's schema, provision (sync or async, polling
+//! `last_operation`), update on a spec change, and deprovision on delete through the finalizer
+//! once no binding is left. The status is written before every broker call, so a restart
+//! resumes from what was stored and the same `instance_id` is always used.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog_api::{
+    CONDITION_FAILED, CONDITION_FALSE, CONDITION_READY, CONDITION_TRUE, OPERATION_DEPROVISION,
+    OPERATION_PROVISION, OPERATION_UPDATE, PROVISIONED, STATUS_NOT_REQUIRED, STATUS_REQUIRED,
+    STATUS_SUCCEEDED, ServiceInstance, ServiceInstancePropertiesState, ServiceInstanceStatus,
+};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource as _, ResourceExt as _};
+use osb_client::{
+    Accepted, CallOptions, Deleted, LastOperationRequest, OperationState, PreviousValues,
+    ProvisionRequest, UpdateRequest,
+};
+use serde_json::{Value, json};
+
+use crate::metrics::Metrics;
+use crate::osb::{self, Backoff, Error, Problem, Resolved};
+
+/// How instances (and bindings) are polled and retried.
+#[derive(Debug, Clone)]
+pub struct OperationSettings {
+    pub osb_timeout: Duration,
+    /// The shortest and longest wait between `last_operation` polls (a broker's
+    /// `Retry-After` is honoured within them).
+    pub poll_min: Duration,
+    pub poll_max: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub settings: OperationSettings,
+    pub metrics: Metrics,
+    pub recorder: Recorder,
+    pub backoff: Backoff,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        settings: OperationSettings,
+        metrics: Metrics,
+        recorder: Recorder,
+    ) -> Self {
+        let backoff = Backoff::new(settings.backoff_min, settings.backoff_max);
+        Self {
+            client,
+            settings,
+            metrics,
+            recorder,
+            backoff,
+        }
+    }
+
+    fn poll_after(&self, retry_after: Option<Duration>) -> Duration {
+        retry_after
+            .unwrap_or(self.settings.poll_min)
+            .clamp(self.settings.poll_min, self.settings.poll_max)
+    }
+}
+
+fn key(instance: &ServiceInstance) -> String {
+    format!(
+        "{}/{}",
+        instance.namespace().unwrap_or_default(),
+        instance.name_any()
+    )
+}
+
+/// Writes the status (conditionally on the object's resourceVersion) and records an event
+/// when the Ready condition's reason changed.
+async fn write(
+    ctx: &Context,
+    instance: &ServiceInstance,
+    status: ServiceInstanceStatus,
+) -> Result<ServiceInstance, Error> {
+    let before = instance.status.clone().unwrap_or_default();
+    if before == status {
+        return Ok(instance.clone());
+    }
+    let api: Api<ServiceInstance> = Api::namespaced(
+        ctx.client.clone(),
+        &instance.namespace().unwrap_or_default(),
+    );
+    let mut updated = instance.clone();
+    updated.status = Some(status.clone());
+    let written = api
+        .replace_status(&instance.name_any(), &PostParams::default(), &updated)
+        .await?;
+    let reason_of = |s: &ServiceInstanceStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == CONDITION_READY || c.type_ == CONDITION_FAILED)
+            .map(|c| (c.reason.clone(), c.message.clone(), c.status.clone()))
+    };
+    let now = status
+        .conditions
+        .iter()
+        .rev()
+        .find(|c| c.type_ == CONDITION_FAILED && c.status == CONDITION_TRUE)
+        .or_else(|| catalog_api::condition(&status.conditions, CONDITION_READY))
+        .map(|c| {
+            (
+                c.reason.clone(),
+                c.message.clone(),
+                c.status.clone(),
+                c.type_.clone(),
+            )
+        });
+    if let Some((reason, message, condition_status, type_)) = now
+        && reason_of(&before).map(|(r, _, _)| r) != Some(reason.clone())
+    {
+        let warning = type_ == CONDITION_FAILED
+            || (condition_status == CONDITION_FALSE && reason.contains("Error"))
+            || reason.contains("Failed");
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason,
+            note: Some(message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = ctx
+            .recorder
+            .publish(&event, &instance.object_ref(&()))
+            .await
+        {
+            tracing::warn!(%error, "could not record an event");
+        }
+    }
+    Ok(written)
+}
+
+fn properties(
+    resolved: &Resolved,
+    redacted: Option<&Value>,
+    sent: Option<&Value>,
+    instance: &ServiceInstance,
+) -> ServiceInstancePropertiesState {
+    let (cluster_name, cluster_id, name, id) = if resolved.scope.cluster {
+        (
+            resolved.plan_name(),
+            resolved.plan_id(),
+            String::new(),
+            String::new(),
+        )
+    } else {
+        (
+            String::new(),
+            String::new(),
+            resolved.plan_name(),
+            resolved.plan_id(),
+        )
+    };
+    ServiceInstancePropertiesState {
+        cluster_service_plan_external_name: cluster_name,
+        cluster_service_plan_external_id: cluster_id,
+        service_plan_external_name: name,
+        service_plan_external_id: id,
+        parameters: redacted.cloned(),
+        parameter_checksum: sent.map(osb::checksum).unwrap_or_default(),
+        user_info: instance.spec.user_info.clone(),
+    }
+}
+
+/// Ends the current operation in the status.
+fn finish(status: &mut ServiceInstanceStatus) {
+    status.current_operation = String::new();
+    status.async_op_in_progress = false;
+    status.last_operation = None;
+    status.operation_start_time = None;
+    status.in_progress_properties = None;
+}
+
+pub async fn reconcile(instance: Arc<ServiceInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let result = reconcile_instance(&instance, &ctx).await;
+    let outcome = if result.is_ok() { "success" } else { "error" };
+    ctx.metrics
+        .reconciles
+        .with_label_values(&["ServiceInstance", outcome])
+        .inc();
+    result
+}
+
+pub fn error_policy(instance: Arc<ServiceInstance>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.fail(&key(&instance));
+    tracing::warn!(instance = %key(&instance), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile_instance(instance: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
+    let key = key(instance);
+    if let Some(wait) = ctx.backoff.remaining(&key) {
+        return Ok(Action::requeue(wait));
+    }
+    let outcome = if instance.metadata.deletion_timestamp.is_some() {
+        delete(instance, ctx).await
+    } else {
+        converge(instance, ctx).await
+    };
+    match outcome {
+        Ok(action) => {
+            ctx.backoff.succeed(&key);
+            Ok(action)
+        }
+        Err(Error::Problem(problem)) => report(instance, ctx, problem).await,
+        Err(other) => Err(other),
+    }
+}
+
+/// A problem becomes the status: retriable ones keep Ready false and retry with backoff; the
+/// others are a `Failed` condition for this generation.
+async fn report(
+    instance: &ServiceInstance,
+    ctx: &Context,
+    problem: Problem,
+) -> Result<Action, Error> {
+    // The reconcile may have written the object since it was read (/reference, status).
+    let api: Api<ServiceInstance> = Api::namespaced(
+        ctx.client.clone(),
+        &instance.namespace().unwrap_or_default(),
+    );
+    let Some(latest) = api.get_opt(&instance.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let instance = &latest;
+    let mut status = instance.status.clone().unwrap_or_default();
+    let generation = instance.metadata.generation.unwrap_or(1);
+    osb::set_condition(
+        &mut status.conditions,
+        CONDITION_READY,
+        CONDITION_FALSE,
+        problem.reason,
+        &problem.message,
+    );
+    tracing::warn!(instance = %key(instance), reason = problem.reason, message = %problem.message, "instance not ready");
+    if problem.retriable {
+        write(ctx, instance, status).await?;
+        return Ok(Action::requeue(ctx.backoff.fail(&key(instance))));
+    }
+    osb::set_condition(
+        &mut status.conditions,
+        CONDITION_FAILED,
+        CONDITION_TRUE,
+        problem.reason,
+        &problem.message,
+    );
+    if status.current_operation == OPERATION_PROVISION {
+        status.deprovision_status = STATUS_NOT_REQUIRED.into();
+    }
+    finish(&mut status);
+    status.reconciled_generation = generation;
+    status.observed_generation = generation;
+    write(ctx, instance, status).await?;
+    Ok(Action::await_change())
+}
+
+async fn set_references(
+    ctx: &Context,
+    instance: &ServiceInstance,
+    resolved: &Resolved,
+) -> Result<ServiceInstance, Error> {
+    let spec = &instance.spec;
+    let already = if resolved.scope.cluster {
+        spec.cluster_service_class_ref.is_some() && spec.cluster_service_plan_ref.is_some()
+    } else {
+        spec.service_class_ref.is_some() && spec.service_plan_ref.is_some()
+    };
+    if already {
+        return Ok(instance.clone());
+    }
+    let (class_field, plan_field) = if resolved.scope.cluster {
+        ("clusterServiceClassRef", "clusterServicePlanRef")
+    } else {
+        ("serviceClassRef", "servicePlanRef")
+    };
+    let api: Api<ServiceInstance> = Api::namespaced(
+        ctx.client.clone(),
+        &instance.namespace().unwrap_or_default(),
+    );
+    let patch = json!({"spec": {class_field: {"name": resolved.class.name_any()},
+                                plan_field: {"name": resolved.plan.name_any()}}});
+    Ok(api
+        .patch_subresource(
+            "reference",
+            &instance.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?)
+}
+
+async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
+    let status = instance.status.clone().unwrap_or_default();
+    let generation = instance.metadata.generation.unwrap_or(1);
+    if status.async_op_in_progress {
+        let resolved = osb::resolve(&ctx.client, instance).await?;
+        return poll(instance, ctx, &resolved).await;
+    }
+    let failed_now = catalog_api::condition(&status.conditions, CONDITION_FAILED)
+        .is_some_and(|c| c.status == CONDITION_TRUE);
+    if status.reconciled_generation == generation && status.current_operation.is_empty() {
+        let _ = failed_now;
+        return Ok(Action::await_change());
+    }
+    let resolved = osb::resolve(&ctx.client, instance).await?;
+    let instance = &set_references(ctx, instance, &resolved).await?;
+    let provisioned = status.provision_status == PROVISIONED;
+    if !provisioned
+        && resolved
+            .plan
+            .data
+            .pointer("/status/removedFromBrokerCatalog")
+            .and_then(Value::as_bool)
+            == Some(true)
+    {
+        return Err(Problem::fail(
+            "ReferencesRemovedServicePlan",
+            format!(
+                "The plan {} was removed from the broker's catalog; new instances cannot use it",
+                resolved.plan_name()
+            ),
+        )
+        .into());
+    }
+    let namespace = instance.namespace().unwrap_or_default();
+    let defaults = resolved
+        .plan
+        .data
+        .pointer("/spec/defaultProvisionParameters")
+        .or_else(|| {
+            resolved
+                .class
+                .data
+                .pointer("/spec/defaultProvisionParameters")
+        });
+    let parameters = osb::parameters(
+        &ctx.client,
+        &namespace,
+        defaults,
+        instance.spec.parameters.as_ref(),
+        &instance.spec.parameters_from,
+    )
+    .await?;
+    let (sent, redacted) = match &parameters {
+        Some((sent, redacted)) => (Some(sent), Some(redacted)),
+        None => (None, None),
+    };
+    let schema_pointer = if provisioned {
+        "/spec/instanceUpdateParameterSchema"
+    } else {
+        "/spec/instanceCreateParameterSchema"
+    };
+    osb::check_parameters(resolved.plan.data.pointer(schema_pointer), sent)?;
+    let client = crate::broker::client_for(
+        &ctx.client,
+        resolved.scope,
+        ctx.settings.osb_timeout,
+        &resolved.broker,
+    )
+    .await?;
+    let operation = if provisioned {
+        OPERATION_UPDATE
+    } else {
+        OPERATION_PROVISION
+    };
+
+    // The intent goes into the status first: a crash after the call resumes from it.
+    let mut status = status;
+    let in_progress = properties(&resolved, redacted, sent, instance);
+    if status.current_operation != operation
+        || status.in_progress_properties.as_ref() != Some(&in_progress)
+    {
+        status.current_operation = operation.into();
+        status.operation_start_time = Some(osb::now());
+        status.in_progress_properties = Some(in_progress);
+        status.observed_generation = generation;
+        if !provisioned {
+            status.deprovision_status = STATUS_REQUIRED.into();
+        }
+        let message = format!(
+            "The instance is being {}",
+            if provisioned {
+                "updated"
+            } else {
+                "provisioned"
+            }
+        );
+        osb::set_condition(
+            &mut status.conditions,
+            CONDITION_READY,
+            CONDITION_FALSE,
+            if provisioned {
+                "UpdatingInstance"
+            } else {
+                "Provisioning"
+            },
+            &message,
+        );
+    }
+    let instance = &write(ctx, instance, status.clone()).await?;
+    let options = CallOptions {
+        accepts_incomplete: true,
+        originating_identity: osb::identity(instance.spec.user_info.as_ref()),
+    };
+    let context = osb::context(&ctx.client, &namespace, &instance.name_any()).await?;
+    let external_id = &instance.spec.external_id;
+    let started = std::time::Instant::now();
+    let answer = if provisioned {
+        let previous_plan = status.external_properties.as_ref().map(|p| {
+            if resolved.scope.cluster {
+                p.cluster_service_plan_external_id.clone()
+            } else {
+                p.service_plan_external_id.clone()
+            }
+        });
+        let request = UpdateRequest {
+            service_id: resolved.service_id(),
+            plan_id: Some(resolved.plan_id()),
+            context: Some(context),
+            parameters: sent.cloned(),
+            previous_values: Some(PreviousValues {
+                service_id: Some(resolved.service_id()),
+                plan_id: previous_plan,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        client.update(external_id, &request, &options).await
+    } else {
+        let request = ProvisionRequest {
+            service_id: resolved.service_id(),
+            plan_id: resolved.plan_id(),
+            organization_guid: Some(osb::cluster_id(&ctx.client).await?),
+            space_guid: Some(namespace.clone()),
+            context: Some(context),
+            parameters: sent.cloned(),
+            ..Default::default()
+        };
+        client.provision(external_id, &request, &options).await
+    };
+    let code = match &answer {
+        Ok(response) => match response.accepted {
+            Accepted::Ok => "200",
+            Accepted::Created => "201",
+            Accepted::Async => "202",
+        }
+        .to_owned(),
+        Err(error) => error
+            .status()
+            .map_or_else(|| "none".into(), |s| s.to_string()),
+    };
+    ctx.metrics.observe_osb(
+        &resolved.broker.name_any(),
+        operation,
+        &code,
+        started.elapsed(),
+    );
+    let response = match answer {
+        Ok(response) => response,
+        Err(error) => {
+            if !provisioned && error.requires_orphan_mitigation() {
+                mitigate_orphan(ctx, instance, &resolved, &client).await;
+            }
+            let reason = if provisioned {
+                "UpdateInstanceCallFailed"
+            } else {
+                "ProvisionCallFailed"
+            };
+            return Err(osb::broker_problem(reason, operation, &error).into());
+        }
+    };
+    if let Some(url) = &response.body.dashboard_url {
+        status.dashboard_url = Some(url.clone());
+    }
+    if response.accepted == Accepted::Async {
+        status.async_op_in_progress = true;
+        status.last_operation = response.body.operation.clone();
+        let message = format!(
+            "The instance is being {} asynchronously",
+            if provisioned {
+                "updated"
+            } else {
+                "provisioned"
+            }
+        );
+        osb::set_condition(
+            &mut status.conditions,
+            CONDITION_READY,
+            CONDITION_FALSE,
+            if provisioned {
+                "UpdatingInstance"
+            } else {
+                "Provisioning"
+            },
+            &message,
+        );
+        write(ctx, instance, status).await?;
+        return Ok(Action::requeue(ctx.poll_after(None)));
+    }
+    succeed(ctx, instance, status, provisioned).await?;
+    Ok(Action::await_change())
+}
+
+async fn succeed(
+    ctx: &Context,
+    instance: &ServiceInstance,
+    mut status: ServiceInstanceStatus,
+    update: bool,
+) -> Result<(), Error> {
+    let generation = instance.metadata.generation.unwrap_or(1);
+    status.external_properties = status.in_progress_properties.clone();
+    finish(&mut status);
+    status.provision_status = PROVISIONED.into();
+    status.reconciled_generation = generation;
+    status.observed_generation = generation;
+    status.orphan_mitigation_in_progress = false;
+    status.conditions.retain(|c| c.type_ != CONDITION_FAILED);
+    let (reason, message) = if update {
+        (
+            "InstanceUpdatedSuccessfully",
+            "The instance was updated successfully",
+        )
+    } else {
+        (
+            "ProvisionedSuccessfully",
+            "The instance was provisioned successfully",
+        )
+    };
+    osb::set_condition(
+        &mut status.conditions,
+        CONDITION_READY,
+        CONDITION_TRUE,
+        reason,
+        message,
+    );
+    write(ctx, instance, status).await?;
+    Ok(())
+}
+
+/// The broker may have created what it failed to report: deprovision it (the spec's orphan
+/// mitigation), recording that in the status.
+async fn mitigate_orphan(
+    ctx: &Context,
+    instance: &ServiceInstance,
+    resolved: &Resolved,
+    client: &osb_client::Client,
+) {
+    tracing::warn!(instance = %key(instance), "provision failed in a way that may leave an orphan: deprovisioning");
+    let mut status = instance.status.clone().unwrap_or_default();
+    status.orphan_mitigation_in_progress = true;
+    osb::set_condition(
+        &mut status.conditions,
+        catalog_api::CONDITION_ORPHAN_MITIGATION,
+        CONDITION_TRUE,
+        "StartingInstanceOrphanMitigation",
+        "The instance provision call failed with an ambiguous error; attempting to deprovision the instance in order to mitigate an orphaned resource",
+    );
+    let written = write(ctx, instance, status).await;
+    let result = client
+        .deprovision(
+            &instance.spec.external_id,
+            &resolved.service_id(),
+            &resolved.plan_id(),
+            &CallOptions::default(),
+        )
+        .await;
+    if let Ok(instance) = written {
+        let mut status = instance.status.clone().unwrap_or_default();
+        status.orphan_mitigation_in_progress = false;
+        let (state, reason, message) = match &result {
+            Ok(_) => (
+                CONDITION_FALSE,
+                "OrphanMitigationSuccessful",
+                "Orphan mitigation was completed successfully".to_owned(),
+            ),
+            Err(error) => (
+                CONDITION_TRUE,
+                "OrphanMitigationFailed",
+                format!("Orphan mitigation failed: {error}"),
+            ),
+        };
+        osb::set_condition(
+            &mut status.conditions,
+            catalog_api::CONDITION_ORPHAN_MITIGATION,
+            state,
+            reason,
+            &message,
+        );
+        if let Err(error) = write(ctx, &instance, status).await {
+            tracing::warn!(%error, "could not record orphan mitigation");
+        }
+    }
+}
+
+/// Polls the broker's `last_operation` for the operation in progress.
+async fn poll(
+    instance: &ServiceInstance,
+    ctx: &Context,
+    resolved: &Resolved,
+) -> Result<Action, Error> {
+    let mut status = instance.status.clone().unwrap_or_default();
+    let client = crate::broker::client_for(
+        &ctx.client,
+        resolved.scope,
+        ctx.settings.osb_timeout,
+        &resolved.broker,
+    )
+    .await?;
+    let request = LastOperationRequest {
+        service_id: Some(resolved.service_id()),
+        plan_id: Some(resolved.plan_id()),
+        operation: status.last_operation.clone(),
+    };
+    let operation = status.current_operation.clone();
+    let started = std::time::Instant::now();
+    let answer = client
+        .instance_last_operation(&instance.spec.external_id, &request)
+        .await;
+    let code = match &answer {
+        Ok(_) => "200".to_owned(),
+        Err(error) => error
+            .status()
+            .map_or_else(|| "none".into(), |s| s.to_string()),
+    };
+    ctx.metrics.observe_osb(
+        &resolved.broker.name_any(),
+        "LastOperation",
+        &code,
+        started.elapsed(),
+    );
+    let last = match answer {
+        Ok(last) => last,
+        // Gone while deprovisioning: done.
+        Err(error) if error.is_gone() && operation == OPERATION_DEPROVISION => {
+            return deprovisioned(instance, ctx, status).await;
+        }
+        Err(error) => {
+            return Err(
+                osb::broker_problem("ErrorPollingLastOperation", "last_operation", &error).into(),
+            );
+        }
+    };
+    let description = last.body.description.clone().unwrap_or_default();
+    match last.body.state {
+        OperationState::InProgress => {
+            let message = if description.is_empty() {
+                format!("{operation} is in progress at the broker")
+            } else {
+                format!("{operation} is in progress at the broker: {description}")
+            };
+            let reason = match operation.as_str() {
+                OPERATION_DEPROVISION => "Deprovisioning",
+                OPERATION_UPDATE => "UpdatingInstance",
+                _ => "Provisioning",
+            };
+            osb::set_condition(
+                &mut status.conditions,
+                CONDITION_READY,
+                CONDITION_FALSE,
+                reason,
+                &message,
+            );
+            write(ctx, instance, status).await?;
+            Ok(Action::requeue(ctx.poll_after(last.retry_after)))
+        }
+        OperationState::Succeeded => match operation.as_str() {
+            OPERATION_DEPROVISION => deprovisioned(instance, ctx, status).await,
+            other => {
+                succeed(ctx, instance, status, other == OPERATION_UPDATE).await?;
+                Ok(Action::await_change())
+            }
+        },
+        OperationState::Failed => {
+            let reason = match operation.as_str() {
+                OPERATION_DEPROVISION => "DeprovisionCallFailed",
+                OPERATION_UPDATE => "UpdateInstanceCallFailed",
+                _ => "ProvisionCallFailed",
+            };
+            if operation == OPERATION_DEPROVISION {
+                // Deprovision is retried: the instance must not be forgotten while it exists.
+                status.async_op_in_progress = false;
+                status.last_operation = None;
+                write(ctx, instance, status).await?;
+                return Err(Problem::retry(
+                    reason,
+                    format!("Deprovision failed at the broker: {description}"),
+                )
+                .into());
+            }
+            Err(Problem::fail(
+                reason,
+                format!("{operation} failed at the broker: {description}"),
+            )
+            .into())
+        }
+    }
+}
+
+async fn deprovisioned(
+    instance: &ServiceInstance,
+    ctx: &Context,
+    mut status: ServiceInstanceStatus,
+) -> Result<Action, Error> {
+    finish(&mut status);
+    status.deprovision_status = STATUS_SUCCEEDED.into();
+    status.provision_status = catalog_api::NOT_PROVISIONED.into();
+    osb::set_condition(
+        &mut status.conditions,
+        CONDITION_READY,
+        CONDITION_FALSE,
+        "DeprovisionedSuccessfully",
+        "The instance was deprovisioned successfully",
+    );
+    let instance = write(ctx, instance, status).await?;
+    remove_finalizer(ctx, &instance).await?;
+    Ok(Action::await_change())
+}
+
+async fn remove_finalizer(ctx: &Context, instance: &ServiceInstance) -> Result<(), Error> {
+    let remaining: Vec<String> = instance
+        .finalizers()
+        .iter()
+        .filter(|f| *f != catalog_api::FINALIZER)
+        .cloned()
+        .collect();
+    let api: Api<ServiceInstance> = Api::namespaced(
+        ctx.client.clone(),
+        &instance.namespace().unwrap_or_default(),
+    );
+    api.patch(
+        &instance.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"finalizers": remaining, "resourceVersion": instance.resource_version()}})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletion: wait for bindings to go, deprovision if the broker may hold the instance, then
+/// let the object go.
+async fn delete(instance: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
+    if !instance
+        .finalizers()
+        .iter()
+        .any(|f| f == catalog_api::FINALIZER)
+    {
+        return Ok(Action::await_change());
+    }
+    let namespace = instance.namespace().unwrap_or_default();
+    let bindings: Api<catalog_api::ServiceBinding> =
+        Api::namespaced(ctx.client.clone(), &namespace);
+    let left: Vec<String> = bindings
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|b| b.spec.instance_ref.name == instance.name_any())
+        .map(|b| b.name_any())
+        .collect();
+    if !left.is_empty() {
+        let mut status = instance.status.clone().unwrap_or_default();
+        osb::set_condition(
+            &mut status.conditions,
+            CONDITION_READY,
+            CONDITION_FALSE,
+            "DeprovisionBlockedByExistingCredentials",
+            &format!(
+                "All associated ServiceBindings must be removed before this ServiceInstance can be deleted: {}",
+                left.join(", ")
+            ),
+        );
+        write(ctx, instance, status).await?;
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    let mut status = instance.status.clone().unwrap_or_default();
+    let required =
+        status.deprovision_status == STATUS_REQUIRED || status.provision_status == PROVISIONED;
+    if !required {
+        remove_finalizer(ctx, instance).await?;
+        return Ok(Action::await_change());
+    }
+    let resolved = match osb::resolve(&ctx.client, instance).await {
+        Ok(resolved) => resolved,
+        Err(Error::Problem(problem)) => {
+            // Nothing to call: the class, plan or broker is gone.
+            tracing::warn!(instance = %key(instance), %problem, "cannot deprovision; letting the instance go");
+            remove_finalizer(ctx, instance).await?;
+            return Ok(Action::await_change());
+        }
+        Err(other) => return Err(other),
+    };
+    if status.async_op_in_progress && status.current_operation == OPERATION_DEPROVISION {
+        return poll(instance, ctx, &resolved).await;
+    }
+    status.current_operation = OPERATION_DEPROVISION.into();
+    status.async_op_in_progress = false;
+    status.last_operation = None;
+    status.operation_start_time = Some(osb::now());
+    status.in_progress_properties = Some(properties(&resolved, None, None, instance));
+    osb::set_condition(
+        &mut status.conditions,
+        CONDITION_READY,
+        CONDITION_FALSE,
+        "Deprovisioning",
+        "The instance is being deprovisioned",
+    );
+    let instance = &write(ctx, instance, status.clone()).await?;
+    let client = crate::broker::client_for(
+        &ctx.client,
+        resolved.scope,
+        ctx.settings.osb_timeout,
+        &resolved.broker,
+    )
+    .await?;
+    let options = CallOptions {
+        accepts_incomplete: true,
+        originating_identity: osb::identity(instance.spec.user_info.as_ref()),
+    };
+    let started = std::time::Instant::now();
+    let answer = client
+        .deprovision(
+            &instance.spec.external_id,
+            &resolved.service_id(),
+            &resolved.plan_id(),
+            &options,
+        )
+        .await;
+    let code = match &answer {
+        Ok(Deleted::Done) => "200".to_owned(),
+        Ok(Deleted::Gone) => "410".to_owned(),
+        Ok(Deleted::Async { .. }) => "202".to_owned(),
+        Err(error) => error
+            .status()
+            .map_or_else(|| "none".into(), |s| s.to_string()),
+    };
+    ctx.metrics.observe_osb(
+        &resolved.broker.name_any(),
+        OPERATION_DEPROVISION,
+        &code,
+        started.elapsed(),
+    );
+    match answer {
+        Ok(Deleted::Done | Deleted::Gone) => deprovisioned(instance, ctx, status).await,
+        Ok(Deleted::Async { operation }) => {
+            status.async_op_in_progress = true;
+            status.last_operation = operation;
+            osb::set_condition(
+                &mut status.conditions,
+                CONDITION_READY,
+                CONDITION_FALSE,
+                "Deprovisioning",
+                "The instance is being deprovisioned asynchronously",
+            );
+            write(ctx, instance, status).await?;
+            Ok(Action::requeue(ctx.poll_after(None)))
+        }
+        Err(error) => {
+            // Deprovision is always retried: giving up would orphan the instance.
+            let mut problem =
+                osb::broker_problem("DeprovisionCallFailed", OPERATION_DEPROVISION, &error);
+            problem.retriable = true;
+            Err(problem.into())
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Instances and bindings end to end: the real API server and controller manager with the
+//! reference broker over HTTP. Provision sync and async, parameters from a Secret (redacted in
+//! the status) checked against the plan's schema before any broker call, update, bind into a
+//! Secret with transforms, deletion blocked by bindings, unbind, deprovision.
+
+mod common;
+
+use std::time::Duration;
+
+use catalog_api::{ServiceBinding, ServiceInstance};
+use common::{ApiServer, BINARY};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use test_support::ServerProcess;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await? {
+            return Ok(value);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The reason of a condition of `type_` that has `status`.
+fn condition(
+    conditions: &[catalog_api::Condition],
+    type_: &str,
+    status: &str,
+) -> Option<(String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| (c.reason.clone(), c.message.clone()))
+}
+
+async fn instance_with(
+    api: &Api<ServiceInstance>,
+    name: &str,
+    type_: &str,
+    status: &str,
+) -> anyhow::Result<(ServiceInstance, String, String)> {
+    eventually(&format!("{name} {type_}={status}"), || async {
+        let instance = api.get(name).await?;
+        let found = condition(
+            &instance.status.clone().unwrap_or_default().conditions,
+            type_,
+            status,
+        );
+        Ok(found.map(|(reason, message)| (instance, reason, message)))
+    })
+    .await
+}
+
+async fn gone<K>(api: &Api<K>, name: &str) -> anyhow::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(&format!("{name} to go"), || async {
+        Ok(api.get_opt(name).await?.is_none().then_some(()))
+    })
+    .await
+}
+
+struct Setup {
+    _api: ApiServer,
+    _controller: ServerProcess,
+    broker: reference_broker::RunningBroker,
+    client: Client,
+}
+
+async fn setup() -> anyhow::Result<Setup> {
+    let api = ApiServer::start().await?;
+    let client = api.client().await?;
+    let broker = reference_broker::start(
+        reference_broker::BrokerConfig {
+            tuning: reference_broker::Tuning {
+                operation_ms: Some(1500),
+            },
+            ..reference_broker::BrokerConfig::demo()
+        },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let config = api.config.to_string_lossy().into_owned();
+    let controller = ServerProcess::start(
+        BINARY,
+        &[
+            "controller-manager",
+            "--kubeconfig",
+            &config,
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--leader-elect=false",
+            "--retry-min",
+            "200ms",
+            "--retry-max",
+            "2s",
+            "--polling-interval",
+            "200ms",
+        ],
+    )
+    .await?;
+    let registration: catalog_api::ClusterServiceBroker = serde_json::from_value(json!({
+        "metadata": {"name": "ref"}, "spec": {"url": broker.url()}}))?;
+    Api::<catalog_api::ClusterServiceBroker>::all(client.clone())
+        .create(&PostParams::default(), &registration)
+        .await?;
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": "shop"}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    Ok(Setup {
+        _api: api,
+        _controller: controller,
+        broker,
+        client,
+    })
+}
+
+fn instance(name: &str, plan: &str, spec: Value) -> anyhow::Result<ServiceInstance> {
+    let mut full = json!({"clusterServiceClassExternalName": "mariadb", "clusterServicePlanExternalName": plan});
+    if let (Some(full), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+        full.extend(extra.clone());
+    }
+    Ok(serde_json::from_value(
+        json!({"metadata": {"name": name}, "spec": full}),
+    )?)
+}
+
+/// What the broker holds for an instance (its parameters), or `None` when it has none.
+async fn at_broker(broker_url: &str, instance_id: &str) -> anyhow::Result<Option<Value>> {
+    let client = osb_client::Client::new(osb_client::ClientConfig::new(broker_url)?)?;
+    match client.fetch_instance(instance_id, None, None).await {
+        Ok(fetched) => Ok(Some(fetched.parameters.unwrap_or(Value::Null))),
+        Err(error) if error.status() == Some(404) || error.is_gone() => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_provision_update_bind_and_go_away_in_order() -> anyhow::Result<()> {
+    let setup = setup().await?;
+    let client = &setup.client;
+    let instances: Api<ServiceInstance> = Api::namespaced(client.clone(), "shop");
+    let bindings: Api<ServiceBinding> = Api::namespaced(client.clone(), "shop");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "shop");
+    let params: Secret = serde_json::from_value(json!({"metadata": {"name": "db-params"},
+        "stringData": {"extra": "{\"engine\": \"aria\"}"}}))?;
+    secrets.create(&PostParams::default(), &params).await?;
+
+    // Sync provision, parameters inline and from a Secret.
+    let db = instance(
+        "db",
+        "10-1-26",
+        json!({"parameters": {"storageGB": 10},
+               "parametersFrom": [{"secretKeyRef": {"name": "db-params", "key": "extra"}}]}),
+    )?;
+    instances.create(&PostParams::default(), &db).await?;
+    let (db, reason, _) = instance_with(&instances, "db", "Ready", "True").await?;
+    assert_eq!(reason, "ProvisionedSuccessfully");
+    let status = db.status.clone().unwrap_or_default();
+    assert_eq!(status.provision_status, "Provisioned");
+    assert_eq!(status.deprovision_status, "Required");
+    assert_eq!(status.reconciled_generation, 1);
+    assert!(status.current_operation.is_empty());
+    let external = status.external_properties.clone().unwrap_or_default();
+    assert_eq!(external.cluster_service_plan_external_name, "10-1-26");
+    assert_eq!(
+        external.parameters,
+        Some(json!({"storageGB": 10, "engine": "<redacted>"})),
+        "values from Secrets are redacted in the status"
+    );
+    assert_eq!(external.parameter_checksum.len(), 64);
+    assert_eq!(
+        db.spec
+            .cluster_service_class_ref
+            .as_ref()
+            .map(|r| r.name.as_str()),
+        Some("3f1b6a2e-6c5d-4b8e-9a55-0d1f7e6f3a10")
+    );
+    let held = at_broker(setup.broker.url(), &db.spec.external_id).await?;
+    assert_eq!(
+        held,
+        Some(json!({"storageGB": 10, "engine": "aria"})),
+        "the broker got the secret values"
+    );
+
+    // Parameters that break the plan's schema fail before any broker call.
+    let bad = instance("bad", "10-1-26", json!({"parameters": {"storageGB": 5000}}))?;
+    let bad = instances.create(&PostParams::default(), &bad).await?;
+    let (_, reason, message) = instance_with(&instances, "bad", "Failed", "True").await?;
+    assert_eq!(reason, "ErrorWithParameters");
+    assert!(message.contains("storageGB"), "{message}");
+    assert_eq!(
+        at_broker(setup.broker.url(), &bad.spec.external_id).await?,
+        None
+    );
+
+    // Async provision, polled to the end.
+    let ha = instance("ha", "10-1-26-ha", json!({}))?;
+    instances.create(&PostParams::default(), &ha).await?;
+    let (ha, reason, _) = instance_with(&instances, "ha", "Ready", "True").await?;
+    assert_eq!(reason, "ProvisionedSuccessfully");
+    let ha_status = ha.status.clone().unwrap_or_default();
+    assert!(!ha_status.async_op_in_progress && ha_status.last_operation.is_none());
+
+    // An update on a spec change.
+    instances
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"parameters": {"storageGB": 20}}})),
+        )
+        .await?;
+    let db = eventually("the update", || async {
+        let db = instances.get("db").await?;
+        let status = db.status.clone().unwrap_or_default();
+        Ok((status.reconciled_generation == 2).then_some(db))
+    })
+    .await?;
+    let (reason, _) = condition(
+        &db.status.clone().unwrap_or_default().conditions,
+        "Ready",
+        "True",
+    )
+    .unwrap_or_default();
+    assert_eq!(reason, "InstanceUpdatedSuccessfully");
+    let held = at_broker(setup.broker.url(), &db.spec.external_id).await?;
+    assert_eq!(
+        held.as_ref().and_then(|p| p.get("storageGB")),
+        Some(&json!(20))
+    );
+
+    // Bind, with transforms, into a Secret the binding owns.
+    let binding: ServiceBinding = serde_json::from_value(json!({
+        "metadata": {"name": "db-binding"},
+        "spec": {"instanceRef": {"name": "db"}, "parameters": {"readOnly": true},
+                 "secretTransforms": [
+                     {"renameKey": {"from": "uri", "to": "DATABASE_URL"}},
+                     {"addKey": {"key": "endpoint", "jsonPathExpression": "{.host}:{.port}"}},
+                     {"removeKey": {"key": "database"}}]}}))?;
+    bindings.create(&PostParams::default(), &binding).await?;
+    let bound = eventually("the binding", || async {
+        let binding = bindings.get("db-binding").await?;
+        let ready = condition(
+            &binding.status.clone().unwrap_or_default().conditions,
+            "Ready",
+            "True",
+        );
+        Ok(ready.map(|(reason, _)| (binding, reason)))
+    })
+    .await?;
+    assert_eq!(bound.1, "InjectedBindResult");
+    let secret = secrets.get("db-binding").await?;
+    let data = secret.data.clone().unwrap_or_default();
+    let text = |key: &str| {
+        data.get(key)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .unwrap_or_default()
+    };
+    assert!(text("DATABASE_URL").starts_with("mysql://ro_"), "{data:?}");
+    assert!(text("username").starts_with("ro_"));
+    assert!(text("endpoint").ends_with(":3306"));
+    assert!(!data.contains_key("uri") && !data.contains_key("database"));
+    assert_eq!(
+        secret.metadata.owner_references.map(|o| o[0].name.clone()),
+        Some("db-binding".into())
+    );
+
+    // The instance waits for its bindings before it deprovisions.
+    instances.delete("db", &DeleteParams::default()).await?;
+    let (_, reason, _) = instance_with(&instances, "db", "Ready", "False").await?;
+    assert_eq!(reason, "DeprovisionBlockedByExistingCredentials");
+    assert!(
+        at_broker(setup.broker.url(), &db.spec.external_id)
+            .await?
+            .is_some()
+    );
+    bindings
+        .delete("db-binding", &DeleteParams::default())
+        .await?;
+    gone(&bindings, "db-binding").await?;
+    assert!(
+        secrets.get_opt("db-binding").await?.is_none(),
+        "the credentials Secret went with the binding"
+    );
+    gone(&instances, "db").await?;
+    assert_eq!(
+        at_broker(setup.broker.url(), &db.spec.external_id).await?,
+        None,
+        "deprovisioned at the broker"
+    );
+
+    // Async deprovision; and a failed instance the broker never had just goes.
+    instances.delete("ha", &DeleteParams::default()).await?;
+    instances.delete("bad", &DeleteParams::default()).await?;
+    gone(&instances, "ha").await?;
+    gone(&instances, "bad").await?;
+    assert_eq!(
+        at_broker(setup.broker.url(), &ha.spec.external_id).await?,
+        None
+    );
+    Ok(())
+}
