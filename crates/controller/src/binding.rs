@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use catalog_api::{
     CONDITION_FAILED, CONDITION_FALSE, CONDITION_READY, CONDITION_TRUE, OPERATION_BIND,
-    PROVISIONED, STATUS_NOT_REQUIRED, STATUS_REQUIRED, STATUS_SUCCEEDED, SecretTransform,
-    ServiceBinding, ServiceBindingPropertiesState, ServiceBindingStatus, ServiceInstance,
+    OPERATION_UNBIND, PROVISIONED, STATUS_NOT_REQUIRED, STATUS_REQUIRED, STATUS_SUCCEEDED,
+    SecretTransform, ServiceBinding, ServiceBindingPropertiesState, ServiceBindingStatus,
+    ServiceInstance,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -200,6 +201,9 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let resolved = osb::resolve(&ctx.client, &instance).await?;
+    if status.async_op_in_progress && status.current_operation == OPERATION_BIND {
+        return poll(ctx, binding, &instance, &resolved, status).await;
+    }
     let bindable = resolved
         .plan
         .data
@@ -274,7 +278,7 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
     )
     .await?;
     let options = CallOptions {
-        accepts_incomplete: false,
+        accepts_incomplete: true,
         originating_identity: osb::identity(binding.spec.user_info.as_ref()),
     };
     let request = BindRequest {
@@ -323,7 +327,31 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
             return Err(osb::broker_problem("BindCallFailed", "Bind", &error).into());
         }
     };
+    if response.accepted == osb_client::Accepted::Async {
+        status.async_op_in_progress = true;
+        status.last_operation = response.body.operation.clone();
+        osb::set_condition(
+            &mut status.conditions,
+            CONDITION_READY,
+            CONDITION_FALSE,
+            "Binding",
+            "The binding is being created asynchronously",
+        );
+        write(ctx, binding, status).await?;
+        return Ok(Action::requeue(ctx.poll_after(None)));
+    }
     let credentials = response.body.credentials.clone().unwrap_or_default();
+    inject(ctx, binding, status, credentials).await
+}
+
+/// Writes the credentials into the Secret and marks the binding ready.
+async fn inject(
+    ctx: &Context,
+    binding: &ServiceBinding,
+    mut status: ServiceBindingStatus,
+    credentials: Map<String, Value>,
+) -> Result<Action, Error> {
+    let namespace = binding.namespace().unwrap_or_default();
     let data = transform(
         ctx,
         &namespace,
@@ -332,6 +360,7 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
     )
     .await?;
     write_secret(ctx, binding, data).await?;
+    status.last_operation = None;
     status.external_properties = status.in_progress_properties.take();
     status.current_operation = String::new();
     status.operation_start_time = None;
@@ -347,6 +376,71 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
     );
     write(ctx, binding, status).await?;
     Ok(Action::await_change())
+}
+
+/// Polls an asynchronous bind; once it succeeded, fetches the credentials (the spec's way) and
+/// injects them.
+async fn poll(
+    ctx: &Context,
+    binding: &ServiceBinding,
+    instance: &ServiceInstance,
+    resolved: &osb::Resolved,
+    mut status: ServiceBindingStatus,
+) -> Result<Action, Error> {
+    let client = crate::broker::client_for(
+        &ctx.client,
+        resolved.scope,
+        ctx.settings.osb_timeout,
+        &resolved.broker,
+    )
+    .await?;
+    let request = osb_client::LastOperationRequest {
+        service_id: Some(resolved.service_id()),
+        plan_id: Some(resolved.plan_id()),
+        operation: status.last_operation.clone(),
+    };
+    let last = client
+        .binding_last_operation(
+            &instance.spec.external_id,
+            &binding.spec.external_id,
+            &request,
+        )
+        .await
+        .map_err(|error| {
+            osb::broker_problem("ErrorPollingLastOperation", "last_operation", &error)
+        })?;
+    let description = last.body.description.clone().unwrap_or_default();
+    match last.body.state {
+        osb_client::OperationState::InProgress => {
+            Ok(Action::requeue(ctx.poll_after(last.retry_after)))
+        }
+        osb_client::OperationState::Failed => Err(Problem::fail(
+            "BindCallFailed",
+            format!("Bind failed at the broker: {description}"),
+        )
+        .into()),
+        osb_client::OperationState::Succeeded => {
+            let fetched = client
+                .fetch_binding(
+                    &instance.spec.external_id,
+                    &binding.spec.external_id,
+                    Some(&resolved.service_id()),
+                    Some(&resolved.plan_id()),
+                )
+                .await
+                .map_err(|error| {
+                    osb::broker_problem("ErrorFetchingBinding", "FetchBinding", &error)
+                })?;
+            status.async_op_in_progress = false;
+            inject(
+                ctx,
+                binding,
+                status,
+                fetched.credentials.unwrap_or_default(),
+            )
+            .await
+        }
+    }
 }
 
 /// Credentials as Secret data: strings as they are, anything else as JSON.
@@ -499,7 +593,6 @@ async fn delete(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     let mut status = binding.status.clone().unwrap_or_default();
-    let namespace = binding.namespace().unwrap_or_default();
     if status.unbind_status == STATUS_REQUIRED
         && let Some(instance) = instance_of(ctx, binding).await?
     {
@@ -512,8 +605,52 @@ async fn delete(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Error
                     &resolved.broker,
                 )
                 .await?;
+                if status.async_op_in_progress && status.current_operation == OPERATION_UNBIND {
+                    let request = osb_client::LastOperationRequest {
+                        service_id: Some(resolved.service_id()),
+                        plan_id: Some(resolved.plan_id()),
+                        operation: status.last_operation.clone(),
+                    };
+                    match client
+                        .binding_last_operation(
+                            &instance.spec.external_id,
+                            &binding.spec.external_id,
+                            &request,
+                        )
+                        .await
+                    {
+                        Ok(last) if last.body.state == osb_client::OperationState::InProgress => {
+                            return Ok(Action::requeue(ctx.poll_after(last.retry_after)));
+                        }
+                        Ok(last) if last.body.state == osb_client::OperationState::Failed => {
+                            status.async_op_in_progress = false;
+                            status.last_operation = None;
+                            write(ctx, binding, status).await?;
+                            return Err(Problem::retry(
+                                "UnbindCallFailed",
+                                format!(
+                                    "Unbind failed at the broker: {}",
+                                    last.body.description.unwrap_or_default()
+                                ),
+                            )
+                            .into());
+                        }
+                        Ok(_) => return cleanup(ctx, binding, status).await,
+                        Err(error) if error.is_gone() => {
+                            return cleanup(ctx, binding, status).await;
+                        }
+                        Err(error) => {
+                            return Err(osb::broker_problem(
+                                "ErrorPollingLastOperation",
+                                "last_operation",
+                                &error,
+                            )
+                            .into());
+                        }
+                    }
+                }
                 let options = CallOptions {
-                    accepts_incomplete: false,
+                    accepts_incomplete: true,
                     originating_identity: osb::identity(binding.spec.user_info.as_ref()),
                 };
                 let started = std::time::Instant::now();
@@ -539,10 +676,28 @@ async fn delete(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Error
                     &code,
                     started.elapsed(),
                 );
-                if let Err(error) = answer {
-                    let mut problem = osb::broker_problem("UnbindCallFailed", "Unbind", &error);
-                    problem.retriable = true;
-                    return Err(problem.into());
+                match answer {
+                    Err(error) => {
+                        let mut problem = osb::broker_problem("UnbindCallFailed", "Unbind", &error);
+                        problem.retriable = true;
+                        return Err(problem.into());
+                    }
+                    Ok(Deleted::Async { operation }) => {
+                        status.current_operation = OPERATION_UNBIND.into();
+                        status.async_op_in_progress = true;
+                        status.last_operation = operation;
+                        status.operation_start_time = Some(osb::now());
+                        osb::set_condition(
+                            &mut status.conditions,
+                            CONDITION_READY,
+                            CONDITION_FALSE,
+                            "Unbinding",
+                            "The binding is being deleted asynchronously",
+                        );
+                        write(ctx, binding, status).await?;
+                        return Ok(Action::requeue(ctx.poll_after(None)));
+                    }
+                    Ok(_) => {}
                 }
             }
             Err(Error::Problem(problem)) => {
@@ -551,6 +706,16 @@ async fn delete(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Error
             Err(other) => return Err(other),
         }
     }
+    cleanup(ctx, binding, status).await
+}
+
+/// After unbinding (or when there was nothing to unbind): the Secret, then the finalizer.
+async fn cleanup(
+    ctx: &Context,
+    binding: &ServiceBinding,
+    mut status: ServiceBindingStatus,
+) -> Result<Action, Error> {
+    let namespace = binding.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     if let Some(secret) = secrets.get_opt(&binding.spec.secret_name).await?
         && secret
@@ -568,6 +733,8 @@ async fn delete(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Error
         }
     }
     status.unbind_status = STATUS_SUCCEEDED.into();
+    status.async_op_in_progress = false;
+    status.last_operation = None;
     status.current_operation = String::new();
     status.operation_start_time = None;
     status.in_progress_properties = None;

@@ -62,7 +62,7 @@ impl Context {
         }
     }
 
-    fn poll_after(&self, retry_after: Option<Duration>) -> Duration {
+    pub fn poll_after(&self, retry_after: Option<Duration>) -> Duration {
         retry_after
             .unwrap_or(self.settings.poll_min)
             .clamp(self.settings.poll_min, self.settings.poll_max)

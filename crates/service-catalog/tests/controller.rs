@@ -543,6 +543,61 @@ async fn broker_failures_are_conditions_with_reasons_and_retries_back_off() -> a
     assert!(classes.contains_key("interop-service-id"), "{classes:?}");
     let plans = owned(&client, "ClusterServicePlan", None, "peer").await?;
     assert!(plans.contains_key("interop-plan-id"), "{plans:?}");
+
+    // The whole cycle against the peer: provision (it answers asynchronously), bind, unbind,
+    // deprovision.
+    let instances: Api<catalog_api::ServiceInstance> = Api::namespaced(client.clone(), "default");
+    let bindings: Api<catalog_api::ServiceBinding> = Api::namespaced(client.clone(), "default");
+    let instance: catalog_api::ServiceInstance = serde_json::from_value(json!({
+        "metadata": {"name": "peer-db"},
+        "spec": {"clusterServiceClassExternalName": "interop-db", "clusterServicePlanExternalName": "small"}}))?;
+    instances.create(&PostParams::default(), &instance).await?;
+    eventually("the peer's instance", || {
+        let instances = instances.clone();
+        async move {
+            let instance = instances.get("peer-db").await?;
+            let status = instance.status.unwrap_or_default();
+            Ok(catalog_api::condition(&status.conditions, "Ready")
+                .filter(|c| c.status == "True")
+                .map(|_| ()))
+        }
+    })
+    .await?;
+    let binding: catalog_api::ServiceBinding = serde_json::from_value(json!({
+        "metadata": {"name": "peer-binding"}, "spec": {"instanceRef": {"name": "peer-db"}}}))?;
+    let binding = bindings.create(&PostParams::default(), &binding).await?;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secret = eventually("the peer's credentials", || {
+        let secrets = secrets.clone();
+        async move { Ok(secrets.get_opt("peer-binding").await?) }
+    })
+    .await?;
+    let uri = secret
+        .data
+        .unwrap_or_default()
+        .get("uri")
+        .map(|v| v.0.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        String::from_utf8_lossy(&uri),
+        format!("interop://{}", binding.spec.external_id)
+    );
+    bindings
+        .delete("peer-binding", &DeleteParams::default())
+        .await?;
+    instances
+        .delete("peer-db", &DeleteParams::default())
+        .await?;
+    eventually("the peer's instance to go", || {
+        let (instances, bindings, secrets) = (instances.clone(), bindings.clone(), secrets.clone());
+        async move {
+            let gone = instances.get_opt("peer-db").await?.is_none()
+                && bindings.get_opt("peer-binding").await?.is_none()
+                && secrets.get_opt("peer-binding").await?.is_none();
+            Ok(gone.then_some(()))
+        }
+    })
+    .await?;
     broker.shutdown().await?;
     Ok(())
 }

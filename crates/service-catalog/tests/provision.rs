@@ -305,6 +305,27 @@ async fn instances_provision_update_bind_and_go_away_in_order() -> anyhow::Resul
         "deprovisioned at the broker"
     );
 
+    // Asynchronous bindings: polled, then the credentials fetched; unbind polled too.
+    let ha_binding: ServiceBinding = serde_json::from_value(json!({
+        "metadata": {"name": "ha-binding"}, "spec": {"instanceRef": {"name": "ha"}}}))?;
+    bindings.create(&PostParams::default(), &ha_binding).await?;
+    eventually("the asynchronous binding", || async {
+        let binding = bindings.get("ha-binding").await?;
+        Ok(condition(
+            &binding.status.clone().unwrap_or_default().conditions,
+            "Ready",
+            "True",
+        ))
+    })
+    .await?;
+    let secret = secrets.get("ha-binding").await?;
+    assert!(secret.data.unwrap_or_default().contains_key("password"));
+    bindings
+        .delete("ha-binding", &DeleteParams::default())
+        .await?;
+    gone(&bindings, "ha-binding").await?;
+    assert!(secrets.get_opt("ha-binding").await?.is_none());
+
     // Async deprovision; and a failed instance the broker never had just goes.
     instances.delete("ha", &DeleteParams::default()).await?;
     instances.delete("bad", &DeleteParams::default()).await?;
@@ -314,5 +335,169 @@ async fn instances_provision_update_bind_and_go_away_in_order() -> anyhow::Resul
         at_broker(setup.broker.url(), &ha.spec.external_id).await?,
         None
     );
+    Ok(())
+}
+
+/// Sets a fault on the reference broker.
+async fn fault(broker: &str, fault: Value) -> anyhow::Result<()> {
+    let response = reqwest::Client::new()
+        .post(format!("{broker}/admin/faults"))
+        .header("content-type", "application/json")
+        .body(fault.to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "fault refused: {}",
+        response.text().await?
+    );
+    Ok(())
+}
+
+/// How many requests the broker saw with this method for paths containing `id`.
+async fn requests(broker: &str, method: &str, id: &str) -> anyhow::Result<usize> {
+    let text = reqwest::get(format!("{broker}/admin/requests"))
+        .await?
+        .text()
+        .await?;
+    let recorded: Vec<Value> = serde_json::from_str(&text)?;
+    Ok(recorded
+        .iter()
+        .filter(|r| r["method"] == method && r["path"].as_str().is_some_and(|p| p.ends_with(id)))
+        .count())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_failures_take_the_paths_the_spec_sets() -> anyhow::Result<()> {
+    let setup = setup().await?;
+    let url = setup.broker.url().trim_end_matches('/').to_owned();
+    let instances: Api<ServiceInstance> = Api::namespaced(setup.client.clone(), "shop");
+    let bindings: Api<ServiceBinding> = Api::namespaced(setup.client.clone(), "shop");
+
+    // 500 twice: each time the broker may have created it, so it is deprovisioned (orphan
+    // mitigation), then provisioning is retried with the same ID until it works.
+    fault(
+        &url,
+        json!({"endpoint": "provision", "times": 2,
+        "response": {"kind": "error", "status": 500, "description": "boom"}}),
+    )
+    .await?;
+    instances
+        .create(
+            &PostParams::default(),
+            &instance("flaky", "10-1-26", json!({}))?,
+        )
+        .await?;
+    let (flaky, _, _) = instance_with(&instances, "flaky", "Ready", "True").await?;
+    let id = flaky.spec.external_id.clone();
+    assert_eq!(
+        requests(&url, "PUT", &id).await?,
+        3,
+        "two failures, one success, one ID"
+    );
+    assert_eq!(
+        requests(&url, "DELETE", &id).await?,
+        2,
+        "each 500 was mitigated"
+    );
+    let conditions = flaky.status.clone().unwrap_or_default().conditions;
+    assert_eq!(
+        condition(&conditions, "OrphanMitigation", "False").map(|c| c.0),
+        Some("OrphanMitigationSuccessful".into())
+    );
+
+    // 400: the broker refused; Failed with its description, and no retry.
+    fault(
+        &url,
+        json!({"endpoint": "provision", "times": 1,
+        "response": {"kind": "error", "status": 400, "description": "no such region"}}),
+    )
+    .await?;
+    let refused = instances
+        .create(
+            &PostParams::default(),
+            &instance("refused", "10-1-26", json!({}))?,
+        )
+        .await?;
+    let (_, reason, message) = instance_with(&instances, "refused", "Failed", "True").await?;
+    assert_eq!(reason, "ProvisionCallFailed");
+    assert!(message.contains("no such region"), "{message}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        requests(&url, "PUT", &refused.spec.external_id).await?,
+        1,
+        "a 400 is not retried"
+    );
+
+    // An asynchronous operation that fails at the broker.
+    fault(&url, json!({"endpoint": "instance_last_operation", "times": 1,
+        "response": {"kind": "raw", "body": "{\"state\": \"failed\", \"description\": \"disk on fire\"}"}})).await?;
+    instances
+        .create(
+            &PostParams::default(),
+            &instance("burns", "10-1-26-ha", json!({}))?,
+        )
+        .await?;
+    let (_, reason, message) = instance_with(&instances, "burns", "Failed", "True").await?;
+    assert_eq!(reason, "ProvisionCallFailed");
+    assert!(message.contains("disk on fire"), "{message}");
+
+    // A bind that fails once is retried; the credentials arrive.
+    fault(
+        &url,
+        json!({"endpoint": "bind", "times": 1,
+        "response": {"kind": "error", "status": 500, "description": "try again"}}),
+    )
+    .await?;
+    let binding: ServiceBinding = serde_json::from_value(json!({
+        "metadata": {"name": "flaky-binding"}, "spec": {"instanceRef": {"name": "flaky"}}}))?;
+    bindings.create(&PostParams::default(), &binding).await?;
+    eventually("the binding after a failed bind", || async {
+        let binding = bindings.get("flaky-binding").await?;
+        Ok(condition(
+            &binding.status.clone().unwrap_or_default().conditions,
+            "Ready",
+            "True",
+        ))
+    })
+    .await?;
+    bindings
+        .delete("flaky-binding", &DeleteParams::default())
+        .await?;
+    gone(&bindings, "flaky-binding").await?;
+
+    // Deprovision failing twice, then working: the instance goes only when the broker agrees.
+    fault(
+        &url,
+        json!({"endpoint": "deprovision", "times": 2,
+        "response": {"kind": "error", "status": 500, "description": "busy"}}),
+    )
+    .await?;
+    instances.delete("flaky", &DeleteParams::default()).await?;
+    gone(&instances, "flaky").await?;
+    assert_eq!(
+        requests(&url, "DELETE", &id).await?,
+        5,
+        "two mitigations, two failures, one success"
+    );
+
+    // 410 Gone on deprovision counts as success.
+    instances
+        .create(
+            &PostParams::default(),
+            &instance("vanished", "10-1-26", json!({}))?,
+        )
+        .await?;
+    instance_with(&instances, "vanished", "Ready", "True").await?;
+    fault(
+        &url,
+        json!({"endpoint": "deprovision", "times": 1,
+        "response": {"kind": "error", "status": 410, "description": "already gone"}}),
+    )
+    .await?;
+    instances
+        .delete("vanished", &DeleteParams::default())
+        .await?;
+    gone(&instances, "vanished").await?;
     Ok(())
 }
