@@ -476,6 +476,7 @@ impl Rest {
         limit: Option<usize>,
         at_revision: Option<Revision>,
         mut after: Option<String>,
+        any_version: bool,
     ) -> Result<(Vec<Value>, Revision, Option<String>), ApiError> {
         let kind = target.kind;
         let prefix = kind.scope_prefix(target.namespace.as_deref());
@@ -484,11 +485,14 @@ impl Rest {
             && after.is_none()
             && let Some(cache) = self.caches.get().and_then(|c| c.get(&kind.key_prefix()))
         {
-            let current = self
-                .store
-                .current_revision()
-                .await
-                .map_err(|e| ApiError::from_storage(e, target.subject()))?;
+            let current = if any_version {
+                0
+            } else {
+                self.store
+                    .current_revision()
+                    .await
+                    .map_err(|e| ApiError::from_storage(e, target.subject()))?
+            };
             if let Some((items, revision, last)) = cache
                 .list(&prefix, current, limit, |object| {
                     selectors.matches(kind, object)
@@ -585,9 +589,14 @@ impl Rest {
                 (at, None)
             }
         };
+        // `resourceVersion=0`: any version will do, so the watch cache answers at once (as
+        // kube-apiserver's does) instead of first catching up with the store.
+        let any_version = resource_version.is_some_and(|rv| rv == "0")
+            && query.get("resourceVersionMatch").map(String::as_str) != Some("Exact")
+            && after.is_none();
         let continuing = after.clone();
         let result = self
-            .collect(target, &selectors, limit, at_revision, after)
+            .collect(target, &selectors, limit, at_revision, after, any_version)
             .await;
         let (items, revision, token) = match (result, continuing) {
             // Like kube-apiserver: say so, and offer a token that continues from the same key
@@ -1501,7 +1510,9 @@ impl Rest {
         query: &Query,
     ) -> Result<Response, ApiError> {
         let selectors = Selectors::parse(target.kind, query)?;
-        let (items, _, _) = self.collect(target, &selectors, None, None, None).await?;
+        let (items, _, _) = self
+            .collect(target, &selectors, None, None, None, false)
+            .await?;
         let mut deleted = Vec::new();
         for item in items {
             let one = Target {
@@ -1570,8 +1581,9 @@ impl Rest {
         let from = match resource_version {
             Some(rv) if !send_initial => rv + 1,
             _ => {
-                let (items, revision, _) =
-                    self.collect(target, &selectors, None, None, None).await?;
+                let (items, revision, _) = self
+                    .collect(target, &selectors, None, None, None, false)
+                    .await?;
                 initial.extend(
                     items
                         .into_iter()

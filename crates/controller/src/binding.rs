@@ -198,7 +198,8 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
             ),
         );
         write(ctx, binding, status).await?;
-        return Ok(Action::requeue(Duration::from_secs(1)));
+        // The instance's changes wake the binding; this is only a safety net.
+        return Ok(Action::requeue(Duration::from_secs(30)));
     }
     let resolved = osb::resolve(&ctx.client, &instance).await?;
     if status.async_op_in_progress && status.current_operation == OPERATION_BIND {

@@ -22,8 +22,10 @@ use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt as _;
 use kube::Api;
+use kube::ResourceExt as _;
 use kube::api::DynamicObject;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, controller, watcher};
 
 pub use broker::BrokerSettings;
@@ -165,13 +167,29 @@ async fn run_controllers(client: kube::Client, settings: &Settings, metrics: met
     let bindings = Controller::new(
         Api::<catalog_api::ServiceBinding>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .with_config(config)
-    .run(binding::reconcile, binding::error_policy, operations)
-    .for_each(|result| async move {
-        if let Err(error) = result {
-            tracing::debug!(%error, "controller event");
-        }
-    });
+    );
+    // A binding waiting for its instance is woken by the instance's changes, not by polling.
+    let waiting = bindings.store();
+    let bindings = bindings
+        .watches(
+            Api::<catalog_api::ServiceInstance>::all(client.clone()),
+            watcher::Config::default(),
+            move |instance| {
+                let (namespace, name) = (instance.namespace(), instance.name_any());
+                waiting
+                    .state()
+                    .into_iter()
+                    .filter(|b| b.namespace() == namespace && b.spec.instance_ref.name == name)
+                    .map(|b| ObjectRef::from_obj(&*b))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(config)
+        .run(binding::reconcile, binding::error_policy, operations)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        });
     tokio::join!(futures_util::future::join_all(running), instances, bindings);
 }

@@ -176,7 +176,8 @@ fn api_for(client: &Client, resource: &ApiResource, namespace: Option<&str>) -> 
 }
 
 /// Finds the instance's class and plan (by ref when resolved, else by the names the user gave)
-/// and the broker offering them.
+/// and the broker offering them. Lists are served from the API server's watch cache as it is
+/// (`resourceVersion=0`, as informers read): a class a moment stale is fine here.
 pub async fn resolve(client: &Client, instance: &ServiceInstance) -> Result<Resolved, Error> {
     let namespace = instance.namespace().unwrap_or_default();
     let spec = &instance.spec;
@@ -233,7 +234,11 @@ pub async fn resolve(client: &Client, instance: &ServiceInstance) -> Result<Reso
                 ("spec.externalName", external_name)
             };
             let found = classes
-                .list(&ListParams::default().fields(&format!("{field}={value}")))
+                .list(
+                    &ListParams::default()
+                        .match_any()
+                        .fields(&format!("{field}={value}")),
+                )
                 .await?;
             found.items.into_iter().next()
         }
@@ -262,7 +267,11 @@ pub async fn resolve(client: &Client, instance: &ServiceInstance) -> Result<Reso
     let plan = match plan_ref {
         Some(reference) => plans.get_opt(&reference).await?,
         None => plans
-            .list(&ListParams::default().fields(&format!("{class_ref_field}={class_name}")))
+            .list(
+                &ListParams::default()
+                    .match_any()
+                    .fields(&format!("{class_ref_field}={class_name}")),
+            )
             .await?
             .items
             .into_iter()
