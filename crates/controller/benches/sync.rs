@@ -105,6 +105,7 @@ async fn main() -> Result<()> {
         metrics_listen: "127.0.0.1:0".parse()?,
         leader_election: None,
         identity: "bench".into(),
+        announce: false,
     };
     tokio::spawn(controller::run(
         client.clone(),

@@ -43,6 +43,9 @@ pub struct Settings {
     pub leader_election: Option<LeaseSettings>,
     /// Who this replica is (events and the lease).
     pub identity: String,
+    /// Print `listening on <metrics URL>` on stdout (the standalone controller manager does, so
+    /// that a supervisor can find it; `up` has its own first line).
+    pub announce: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +69,9 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(settings.metrics_listen).await?;
     let address = listener.local_addr()?;
     // The first line a supervisor (or a test) reads; the endpoints are /metrics, /healthz, /readyz.
-    println!("listening on http://{address}");
+    if settings.announce {
+        println!("listening on http://{address}");
+    }
     let health = metrics::Health {
         metrics: metrics.clone(),
         ready: ready.clone(),
@@ -86,7 +91,6 @@ pub async fn run(
             tracing::info!(identity = %settings.identity, "waiting for the leader lease");
             elector.acquire().await;
             tracing::info!(identity = %settings.identity, "leading");
-            println!("leading as {}", settings.identity);
         }
         metrics.leader.set(1);
         ready.store(true, Ordering::SeqCst);

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod up;
+
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use osb_client::{Auth, Catalog, Client, ClientConfig};
@@ -47,6 +49,8 @@ enum Command {
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// The whole product in one process: API server, controller manager and a demo broker.
+    Up(up::UpArgs),
     /// Run the controllers (brokers → classes and plans) against an API server.
     ControllerManager(ControllerArgs),
     /// Fetch, validate and show a broker's catalog.
@@ -123,7 +127,7 @@ struct ControllerArgs {
     leader_elect_renew_interval: Duration,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 struct TlsArgs {
     /// Serve plain HTTP instead of HTTPS; allowed on loopback addresses only.
     #[arg(long)]
@@ -168,6 +172,18 @@ struct StorageArgs {
 }
 
 impl StorageArgs {
+    /// The embedded SQLite store under the data dir.
+    fn sqlite() -> Self {
+        Self {
+            storage: StorageKind::Sqlite,
+            etcd_servers: Vec::new(),
+            etcd_prefix: "/service-catalog/".into(),
+            etcd_cafile: None,
+            etcd_certfile: None,
+            etcd_keyfile: None,
+        }
+    }
+
     async fn open(&self, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn storage::Store>> {
         Ok(match self.storage {
             StorageKind::Sqlite => Arc::new(storage::sqlite::SqliteStore::open(
@@ -209,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
     // Servers log their requests by default; the one-shot commands only what went wrong.
     let default_filter = match cli.command {
         Command::Apiserver { .. } | Command::ControllerManager(_) => "info",
+        Command::Up(_) => "warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -226,6 +243,7 @@ async fn main() -> anyhow::Result<()> {
             tls,
         } => apiserver(data_dir, listen, storage, tls).await,
         Command::ControllerManager(args) => controller_manager(args).await,
+        Command::Up(args) => up::up(args, shutdown_signal()).await,
         Command::Catalog {
             url,
             username,
@@ -248,15 +266,53 @@ async fn apiserver(
     storage: StorageArgs,
     tls: TlsArgs,
 ) -> anyhow::Result<()> {
+    let prepared = prepare_apiserver(&data_dir, listen, &storage, tls).await?;
+    announce(&prepared.url, &prepared.kubeconfig);
+    prepared.serve(shutdown_signal()).await
+}
+
+/// An API server with its store open, its port bound and its kubeconfig written: ready to serve.
+struct PreparedApiServer {
+    server: Arc<apiserver::ApiServer>,
+    listener: tokio::net::TcpListener,
+    url: String,
+    kubeconfig: PathBuf,
+    /// `None`: plain HTTP.
+    tls: Option<tls_serve::TlsFiles>,
+}
+
+impl PreparedApiServer {
+    async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        match &self.tls {
+            None => self.server.serve(self.listener, shutdown).await?,
+            Some(files) => {
+                self.server
+                    .serve_tls(self.listener, files, shutdown)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn prepare_apiserver(
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+    storage: &StorageArgs,
+    tls: TlsArgs,
+) -> anyhow::Result<PreparedApiServer> {
     if tls.plain_http && !listen.ip().is_loopback() {
         anyhow::bail!(
             "refusing to serve plain HTTP on {listen}: --plain-http is for loopback addresses only"
         );
     }
-    std::fs::create_dir_all(&data_dir)
+    std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let store = storage.open(&data_dir).await?;
-    let token = admin_token(&data_dir)?;
+    let store = storage.open(data_dir).await?;
+    let token = admin_token(data_dir)?;
     let mut authenticator = apiserver::Authenticator::default();
     authenticator.add_token(
         token.clone(),
@@ -281,10 +337,14 @@ async fn apiserver(
     }
     if tls.plain_http {
         let url = format!("http://{address}");
-        let kubeconfig = write_kubeconfig(&data_dir, &url, None, &token)?;
-        announce(&url, &kubeconfig);
-        server.serve(listener, shutdown_signal()).await?;
-        return Ok(());
+        let kubeconfig = write_kubeconfig(data_dir, &url, None, &token)?;
+        return Ok(PreparedApiServer {
+            server,
+            listener,
+            url,
+            kubeconfig,
+            tls: None,
+        });
     }
     let (files, ca) = match (tls.tls_cert_file, tls.tls_private_key_file) {
         (Some(cert_chain), Some(private_key)) => (
@@ -304,12 +364,14 @@ async fn apiserver(
         }
     };
     let url = format!("https://{address}");
-    let kubeconfig = write_kubeconfig(&data_dir, &url, ca.as_deref(), &token)?;
-    announce(&url, &kubeconfig);
-    server
-        .serve_tls(listener, &files, shutdown_signal())
-        .await?;
-    Ok(())
+    let kubeconfig = write_kubeconfig(data_dir, &url, ca.as_deref(), &token)?;
+    Ok(PreparedApiServer {
+        server,
+        listener,
+        url,
+        kubeconfig,
+        tls: Some(files),
+    })
 }
 
 fn announce(url: &str, kubeconfig: &std::path::Path) {
@@ -421,6 +483,7 @@ async fn controller_manager(args: ControllerArgs) -> anyhow::Result<()> {
             renew_interval: args.leader_elect_renew_interval,
         }),
         identity,
+        announce: true,
     };
     controller::run(client, settings, shutdown_signal()).await?;
     Ok(())
