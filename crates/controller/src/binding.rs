@@ -79,6 +79,7 @@ async fn write(
 }
 
 pub async fn reconcile(binding: Arc<ServiceBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _busy = ctx.metrics.busy("ServiceBinding");
     let key = key(&binding);
     if let Some(wait) = ctx.backoff.remaining(&key) {
         return Ok(Action::requeue(wait));

@@ -602,6 +602,7 @@ async fn finalize(ctx: &Context, object: &DynamicObject, broker: &Broker) -> Res
 
 pub async fn reconcile(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     let kind = ctx.scope.broker_kind();
+    let _busy = ctx.metrics.busy(kind);
     let result = reconcile_broker(&object, &ctx).await;
     let outcome = if result.is_ok() { "success" } else { "error" };
     ctx.metrics

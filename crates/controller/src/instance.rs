@@ -187,6 +187,7 @@ fn finish(status: &mut ServiceInstanceStatus) {
 }
 
 pub async fn reconcile(instance: Arc<ServiceInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _busy = ctx.metrics.busy("ServiceInstance");
     let result = reconcile_instance(&instance, &ctx).await;
     let outcome = if result.is_ok() { "success" } else { "error" };
     ctx.metrics

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// Reconciles by kind and outcome (`success`, `error`).
     pub reconciles: IntCounterVec,
+    /// Reconciles running now, by kind (the work in hand; kube-runtime keeps its queue private).
+    in_flight: IntGaugeVec,
     osb_requests: IntCounterVec,
     osb_latency: HistogramVec,
     catalog_classes: IntGaugeVec,
@@ -35,6 +37,13 @@ impl Metrics {
                 "Reconciles by kind and outcome",
             ),
             &["kind", "outcome"],
+        )?;
+        let in_flight = IntGaugeVec::new(
+            Opts::new(
+                "servicecatalog_controller_reconciles_in_flight",
+                "Reconciles running now, by kind",
+            ),
+            &["kind"],
         )?;
         let osb_requests = IntCounterVec::new(
             Opts::new(
@@ -67,6 +76,7 @@ impl Metrics {
             "1 while this replica holds the leader lease",
         )?;
         registry.register(Box::new(reconciles.clone()))?;
+        registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(osb_requests.clone()))?;
         registry.register(Box::new(osb_latency.clone()))?;
         registry.register(Box::new(catalog_classes.clone()))?;
@@ -75,12 +85,20 @@ impl Metrics {
         Ok(Self {
             registry,
             reconciles,
+            in_flight,
             osb_requests,
             osb_latency,
             catalog_classes,
             catalog_plans,
             leader,
         })
+    }
+
+    /// Counts a reconcile as running until the returned guard drops.
+    pub fn busy(&self, kind: &str) -> Busy {
+        let gauge = self.in_flight.with_label_values(&[kind]);
+        gauge.inc();
+        Busy(gauge)
     }
 
     pub fn observe_osb(&self, broker: &str, operation: &str, code: &str, elapsed: Duration) {
@@ -111,6 +129,15 @@ impl Metrics {
         let mut buffer = Vec::new();
         let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
         String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// A running reconcile, counted in the in-flight gauge while it lives.
+pub struct Busy(prometheus::IntGauge);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

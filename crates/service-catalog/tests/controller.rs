@@ -378,6 +378,44 @@ async fn a_registered_broker_becomes_classes_and_plans_that_follow_its_catalog()
         }
     })
     .await?;
+
+    // Catalog restrictions: only what the broker's filters let through becomes objects (the
+    // full demo catalog again: two offerings, a free and a paid mariadb plan).
+    let full = reference_broker::start(
+        reference_broker_config(catalog.clone()),
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let picky: ClusterServiceBroker = serde_json::from_value(json!({
+        "metadata": {"name": "picky"},
+        "spec": {"url": full.url(), "relistBehavior": "Manual",
+                 "authInfo": {"basic": {"secretRef": {"namespace": "ops", "name": "broker-auth"}}},
+                 "catalogRestrictions": {"serviceClass": ["spec.externalName in (mariadb, redis)"],
+                                         "servicePlan": ["spec.free=true"]}}}))?;
+    Api::<ClusterServiceBroker>::all(client.clone())
+        .create(&PostParams::default(), &picky)
+        .await?;
+    synced(&client, "picky", 1).await?;
+    let classes = owned(&client, "ClusterServiceClass", None, "picky").await?;
+    let plans = owned(&client, "ClusterServicePlan", None, "picky").await?;
+    let names = |objects: &std::collections::BTreeMap<String, Value>| -> Vec<String> {
+        objects
+            .values()
+            .map(|o| {
+                o["spec"]["externalName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(names(&classes), ["mariadb"]);
+    assert_eq!(
+        names(&plans),
+        ["10-1-26"],
+        "the non-free plan is filtered out"
+    );
+    full.shutdown().await?;
     broker.shutdown().await?;
     Ok(())
 }
