@@ -8,14 +8,12 @@ mod common;
 use std::time::Duration;
 
 use catalog_api::{ClusterServiceBroker, ServiceBrokerStatus};
-use common::{ApiServer, BINARY};
+use common::{ApiServer, BINARY, eventually};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use test_support::ServerProcess;
-
-const WAIT: Duration = Duration::from_secs(30);
 
 async fn controller(api: &ApiServer, extra: &[&str]) -> anyhow::Result<ServerProcess> {
     let config = api.config.to_string_lossy().into_owned();
@@ -32,25 +30,6 @@ async fn controller(api: &ApiServer, extra: &[&str]) -> anyhow::Result<ServerPro
     ];
     args.extend_from_slice(extra);
     ServerProcess::start(BINARY, &args).await
-}
-
-/// Polls `check` until it yields a value.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn dynamic(client: &Client, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
