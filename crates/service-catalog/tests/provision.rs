@@ -56,27 +56,16 @@ where
 }
 
 struct Setup {
-    _api: ApiServer,
-    _controller: ServerProcess,
+    api: ApiServer,
+    controller: Option<ServerProcess>,
     broker: reference_broker::RunningBroker,
     client: Client,
 }
 
-async fn setup() -> anyhow::Result<Setup> {
-    let api = ApiServer::start().await?;
-    let client = api.client().await?;
-    let broker = reference_broker::start(
-        reference_broker::BrokerConfig {
-            tuning: reference_broker::Tuning {
-                operation_ms: Some(1500),
-            },
-            ..reference_broker::BrokerConfig::demo()
-        },
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
+/// The controller manager, as its own process (so that a test can kill it).
+async fn start_controller(api: &ApiServer) -> anyhow::Result<ServerProcess> {
     let config = api.config.to_string_lossy().into_owned();
-    let controller = ServerProcess::start(
+    ServerProcess::start(
         BINARY,
         &[
             "controller-manager",
@@ -93,7 +82,23 @@ async fn setup() -> anyhow::Result<Setup> {
             "200ms",
         ],
     )
+    .await
+}
+
+async fn setup() -> anyhow::Result<Setup> {
+    let api = ApiServer::start().await?;
+    let client = api.client().await?;
+    let broker = reference_broker::start(
+        reference_broker::BrokerConfig {
+            tuning: reference_broker::Tuning {
+                operation_ms: Some(1500),
+            },
+            ..reference_broker::BrokerConfig::demo()
+        },
+        "127.0.0.1:0".parse()?,
+    )
     .await?;
+    let controller = start_controller(&api).await?;
     let registration: catalog_api::ClusterServiceBroker = serde_json::from_value(json!({
         "metadata": {"name": "ref"}, "spec": {"url": broker.url()}}))?;
     Api::<catalog_api::ClusterServiceBroker>::all(client.clone())
@@ -104,8 +109,8 @@ async fn setup() -> anyhow::Result<Setup> {
         .create(&PostParams::default(), &namespace)
         .await?;
     Ok(Setup {
-        _api: api,
-        _controller: controller,
+        api,
+        controller: Some(controller),
         broker,
         client,
     })
@@ -479,5 +484,94 @@ async fn broker_failures_take_the_paths_the_spec_sets() -> anyhow::Result<()> {
         .delete("vanished", &DeleteParams::default())
         .await?;
     gone(&instances, "vanished").await?;
+    Ok(())
+}
+
+/// A pseudo-random number of milliseconds in `range` (the clock's nanoseconds are enough here).
+fn jitter(range: std::ops::Range<u64>) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()))
+        .unwrap_or(0);
+    Duration::from_millis(range.start + nanos % (range.end - range.start))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_controller_killed_again_and_again_still_converges_without_duplicates()
+-> anyhow::Result<()> {
+    let mut setup = setup().await?;
+    let url = setup.broker.url().trim_end_matches('/').to_owned();
+    let instances: Api<ServiceInstance> = Api::namespaced(setup.client.clone(), "shop");
+    let bindings: Api<ServiceBinding> = Api::namespaced(setup.client.clone(), "shop");
+    let names: Vec<String> = (0..6).map(|i| format!("crash-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        // Half synchronous, half asynchronous (1.5 s operations at the broker).
+        let plan = if i % 2 == 0 { "10-1-26" } else { "10-1-26-ha" };
+        instances
+            .create(&PostParams::default(), &instance(name, plan, json!({}))?)
+            .await?;
+        if i % 2 == 0 {
+            let binding: ServiceBinding = serde_json::from_value(json!({
+                "metadata": {"name": name}, "spec": {"instanceRef": {"name": name}}}))?;
+            bindings.create(&PostParams::default(), &binding).await?;
+        }
+    }
+    // SIGKILL the controller at random moments while it provisions, polls and binds.
+    for _ in 0..6 {
+        tokio::time::sleep(jitter(150..700)).await;
+        if let Some(controller) = setup.controller.take() {
+            controller.kill().await?;
+        }
+        setup.controller = Some(start_controller(&setup.api).await?);
+    }
+    for name in &names {
+        instance_with(&instances, name, "Ready", "True").await?;
+    }
+    for name in names.iter().step_by(2) {
+        eventually("a binding after the crashes", || async {
+            let binding = bindings.get(name).await?;
+            Ok(condition(
+                &binding.status.clone().unwrap_or_default().conditions,
+                "Ready",
+                "True",
+            ))
+        })
+        .await?;
+    }
+    // Every instance was provisioned under its one ID: the broker holds exactly these.
+    let mut ids = Vec::new();
+    for name in &names {
+        let id = instances.get(name).await?.spec.external_id;
+        assert!(
+            at_broker(&url, &id).await?.is_some(),
+            "{name} is at the broker"
+        );
+        ids.push(id);
+    }
+    // Deleting, with more kills in between, leaves no finalizer stuck and nothing at the broker.
+    for name in &names {
+        if bindings.get_opt(name).await?.is_some() {
+            bindings.delete(name, &DeleteParams::default()).await?;
+        }
+        instances.delete(name, &DeleteParams::default()).await?;
+    }
+    for _ in 0..3 {
+        tokio::time::sleep(jitter(100..400)).await;
+        if let Some(controller) = setup.controller.take() {
+            controller.kill().await?;
+        }
+        setup.controller = Some(start_controller(&setup.api).await?);
+    }
+    for name in &names {
+        gone(&bindings, name).await?;
+        gone(&instances, name).await?;
+    }
+    for id in &ids {
+        assert_eq!(
+            at_broker(&url, id).await?,
+            None,
+            "deprovisioned at the broker"
+        );
+    }
     Ok(())
 }
