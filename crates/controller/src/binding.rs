@@ -17,8 +17,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource as _, ResourceExt as _};
+
+use kube::{Api, ResourceExt as _};
 use osb_client::{BindRequest, CallOptions, Deleted};
 use serde_json::{Map, Value, json};
 
@@ -38,44 +38,7 @@ async fn write(
     binding: &ServiceBinding,
     status: ServiceBindingStatus,
 ) -> Result<ServiceBinding, Error> {
-    let before = binding.status.clone().unwrap_or_default();
-    if before == status {
-        return Ok(binding.clone());
-    }
-    let api: Api<ServiceBinding> =
-        Api::namespaced(ctx.client.clone(), &binding.namespace().unwrap_or_default());
-    let mut updated = binding.clone();
-    updated.status = Some(status.clone());
-    let written = api
-        .replace_status(&binding.name_any(), &PostParams::default(), &updated)
-        .await?;
-    let reason = |s: &ServiceBindingStatus| {
-        s.conditions
-            .iter()
-            .rev()
-            .find(|c| c.type_ == CONDITION_FAILED || c.type_ == CONDITION_READY)
-            .map(|c| (c.reason.clone(), c.message.clone(), c.type_.clone()))
-    };
-    if let Some((now, message, type_)) = reason(&status)
-        && reason(&before).map(|(r, _, _)| r) != Some(now.clone())
-    {
-        let warning = type_ == CONDITION_FAILED || now.contains("Error") || now.contains("Failed");
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: now,
-            note: Some(message.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &binding.object_ref(&())).await {
-            tracing::warn!(%error, "could not record an event");
-        }
-    }
-    Ok(written)
+    osb::write_status(&ctx.client, &ctx.recorder, binding, status).await
 }
 
 pub async fn reconcile(binding: Arc<ServiceBinding>, ctx: Arc<Context>) -> Result<Action, Error> {

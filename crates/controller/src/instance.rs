@@ -12,10 +12,10 @@ use catalog_api::{
     OPERATION_PROVISION, OPERATION_UPDATE, PROVISIONED, STATUS_NOT_REQUIRED, STATUS_REQUIRED,
     STATUS_SUCCEEDED, ServiceInstance, ServiceInstancePropertiesState, ServiceInstanceStatus,
 };
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Api, Client, Resource as _, ResourceExt as _};
+use kube::runtime::events::Recorder;
+use kube::{Api, Client, ResourceExt as _};
 use osb_client::{
     Accepted, CallOptions, Deleted, LastOperationRequest, OperationState, PreviousValues,
     ProvisionRequest, UpdateRequest,
@@ -84,65 +84,7 @@ async fn write(
     instance: &ServiceInstance,
     status: ServiceInstanceStatus,
 ) -> Result<ServiceInstance, Error> {
-    let before = instance.status.clone().unwrap_or_default();
-    if before == status {
-        return Ok(instance.clone());
-    }
-    let api: Api<ServiceInstance> = Api::namespaced(
-        ctx.client.clone(),
-        &instance.namespace().unwrap_or_default(),
-    );
-    let mut updated = instance.clone();
-    updated.status = Some(status.clone());
-    let written = api
-        .replace_status(&instance.name_any(), &PostParams::default(), &updated)
-        .await?;
-    let reason_of = |s: &ServiceInstanceStatus| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == CONDITION_READY || c.type_ == CONDITION_FAILED)
-            .map(|c| (c.reason.clone(), c.message.clone(), c.status.clone()))
-    };
-    let now = status
-        .conditions
-        .iter()
-        .rev()
-        .find(|c| c.type_ == CONDITION_FAILED && c.status == CONDITION_TRUE)
-        .or_else(|| catalog_api::condition(&status.conditions, CONDITION_READY))
-        .map(|c| {
-            (
-                c.reason.clone(),
-                c.message.clone(),
-                c.status.clone(),
-                c.type_.clone(),
-            )
-        });
-    if let Some((reason, message, condition_status, type_)) = now
-        && reason_of(&before).map(|(r, _, _)| r) != Some(reason.clone())
-    {
-        let warning = type_ == CONDITION_FAILED
-            || (condition_status == CONDITION_FALSE && reason.contains("Error"))
-            || reason.contains("Failed");
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason,
-            note: Some(message.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx
-            .recorder
-            .publish(&event, &instance.object_ref(&()))
-            .await
-        {
-            tracing::warn!(%error, "could not record an event");
-        }
-    }
-    Ok(written)
+    osb::write_status(&ctx.client, &ctx.recorder, instance, status).await
 }
 
 fn properties(

@@ -461,3 +461,101 @@ pub fn broker_problem(reason: &'static str, operation: &str, error: &osb_client:
         Problem::fail(reason, message)
     }
 }
+
+/// A catalog object whose status carries conditions: instances and bindings.
+pub trait WithStatus:
+    kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+    type Status: Clone + Default + PartialEq;
+    fn status_mut(&mut self) -> &mut Option<Self::Status>;
+    fn current(&self) -> Self::Status;
+    fn conditions(status: &Self::Status) -> &[Condition];
+}
+
+impl WithStatus for ServiceInstance {
+    type Status = catalog_api::ServiceInstanceStatus;
+    fn status_mut(&mut self) -> &mut Option<Self::Status> {
+        &mut self.status
+    }
+    fn current(&self) -> Self::Status {
+        self.status.clone().unwrap_or_default()
+    }
+    fn conditions(status: &Self::Status) -> &[Condition] {
+        &status.conditions
+    }
+}
+
+impl WithStatus for catalog_api::ServiceBinding {
+    type Status = catalog_api::ServiceBindingStatus;
+    fn status_mut(&mut self) -> &mut Option<Self::Status> {
+        &mut self.status
+    }
+    fn current(&self) -> Self::Status {
+        self.status.clone().unwrap_or_default()
+    }
+    fn conditions(status: &Self::Status) -> &[Condition] {
+        &status.conditions
+    }
+}
+
+/// The condition that says what the object is doing: `Failed` when true, else `Ready`.
+fn headline(conditions: &[Condition]) -> Option<&Condition> {
+    conditions
+        .iter()
+        .find(|c| {
+            c.type_ == catalog_api::CONDITION_FAILED && c.status == catalog_api::CONDITION_TRUE
+        })
+        .or_else(|| catalog_api::condition(conditions, catalog_api::CONDITION_READY))
+}
+
+/// Writes an object's status (conditional on its resourceVersion; nothing when unchanged) and
+/// records an event when the headline condition's reason changed. Conditions never carry
+/// credentials, so events do not either.
+pub async fn write_status<K: WithStatus>(
+    client: &Client,
+    recorder: &kube::runtime::events::Recorder,
+    object: &K,
+    status: K::Status,
+) -> Result<K, Error> {
+    let before = object.current();
+    if before == status {
+        return Ok(object.clone());
+    }
+    let api: Api<K> = Api::namespaced(client.clone(), &object.namespace().unwrap_or_default());
+    let mut updated = object.clone();
+    *updated.status_mut() = Some(status.clone());
+    let written = api
+        .replace_status(
+            &object.name_any(),
+            &kube::api::PostParams::default(),
+            &updated,
+        )
+        .await?;
+    let previous = headline(K::conditions(&before)).map(|c| c.reason.clone());
+    if let Some(now) = headline(K::conditions(&status))
+        && previous.as_deref() != Some(now.reason.as_str())
+    {
+        let warning = now.type_ == catalog_api::CONDITION_FAILED
+            || now.reason.contains("Error")
+            || now.reason.contains("Failed");
+        let event = kube::runtime::events::Event {
+            type_: if warning {
+                kube::runtime::events::EventType::Warning
+            } else {
+                kube::runtime::events::EventType::Normal
+            },
+            reason: now.reason.clone(),
+            note: Some(now.message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(error) = recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(%error, "could not record an event");
+        }
+    }
+    Ok(written)
+}
