@@ -194,6 +194,18 @@ async fn instances_provision_update_bind_and_go_away_in_order() -> anyhow::Resul
         at_broker(setup.broker.url(), &bad.spec.external_id).await?,
         None
     );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), "shop")
+        .list(&Default::default())
+        .await?;
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ErrorWithParameters")
+                && e.type_.as_deref() == Some("Warning")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("bad")),
+        "a warning event says why"
+    );
 
     // Async provision, polled to the end.
     let ha = instance("ha", "10-1-26-ha", json!({}))?;
