@@ -68,6 +68,7 @@ async fn main() -> Result<()> {
             poll_max: Duration::from_secs(5),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
+            retry_duration: Duration::from_secs(7 * 24 * 3600),
         },
         workers: 16,
         metrics_listen: "127.0.0.1:0".parse()?,

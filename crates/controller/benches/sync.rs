@@ -100,6 +100,7 @@ async fn main() -> Result<()> {
             poll_max: Duration::from_secs(60),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            retry_duration: Duration::from_secs(7 * 24 * 3600),
         },
         workers: 5,
         metrics_listen: "127.0.0.1:0".parse()?,

@@ -35,6 +35,8 @@ pub struct OperationSettings {
     pub poll_max: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// How long a provision or update is retried before it is `Failed`.
+    pub retry_duration: Duration,
 }
 
 pub struct Context {
@@ -191,6 +193,31 @@ async fn report(
         &problem.message,
     );
     tracing::warn!(instance = %key(instance), reason = problem.reason, message = %problem.message, "instance not ready");
+    // Retries of a provision or update stop once the operation is older than the
+    // reconciliation retry duration (the original's rule); a deprovision never gives up.
+    let started = status
+        .operation_start_time
+        .as_ref()
+        .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
+        .and_then(|d| Duration::try_from(d).ok());
+    let timed_out = status.current_operation != OPERATION_DEPROVISION
+        && started.is_some_and(|elapsed| elapsed > ctx.settings.retry_duration);
+    let problem = if problem.retriable && timed_out {
+        let message = format!(
+            "Stopped retrying after {:?}: {}",
+            ctx.settings.retry_duration, problem.message
+        );
+        osb::set_condition(
+            &mut status.conditions,
+            CONDITION_READY,
+            CONDITION_FALSE,
+            "ErrorReconciliationRetryTimeout",
+            &message,
+        );
+        Problem::fail("ErrorReconciliationRetryTimeout", message)
+    } else {
+        problem
+    };
     if problem.retriable {
         write(ctx, instance, status).await?;
         return Ok(Action::requeue(ctx.backoff.fail(&key(instance))));

@@ -109,6 +109,10 @@ struct ControllerArgs {
     /// The longest wait between polls of an asynchronous operation.
     #[arg(long, default_value = "1m", value_parser = go_duration)]
     max_polling_interval: Duration,
+    /// How long a failing provision or update is retried before it is `Failed` (the original's
+    /// default: a week).
+    #[arg(long, default_value = "168h", value_parser = go_duration)]
+    reconciliation_retry_duration: Duration,
     /// Reconciles running at once, per kind.
     #[arg(long, default_value_t = 5)]
     workers: u16,
@@ -472,6 +476,7 @@ async fn controller_manager(args: ControllerArgs) -> anyhow::Result<()> {
             poll_max: args.max_polling_interval.max(args.polling_interval),
             backoff_min: args.retry_min,
             backoff_max: args.retry_max,
+            retry_duration: args.reconciliation_retry_duration,
         },
         workers: args.workers,
         metrics_listen: args.metrics_listen,

@@ -113,6 +113,7 @@ pub async fn up(
             poll_max: Duration::from_secs(60),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            retry_duration: Duration::from_secs(7 * 24 * 3600),
         },
         workers: 5,
         metrics_listen: "127.0.0.1:0".parse()?,

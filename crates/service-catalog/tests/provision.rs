@@ -47,12 +47,23 @@ async fn instance_with(
 
 async fn gone<K>(api: &Api<K>, name: &str) -> anyhow::Result<()>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
-    eventually(&format!("{name} to go"), || async {
+    let waited = eventually(&format!("{name} to go"), || async {
         Ok(api.get_opt(name).await?.is_none().then_some(()))
     })
-    .await
+    .await;
+    if waited.is_err() {
+        // Say what it is stuck on.
+        let stuck = serde_json::to_value(api.get_opt(name).await?)?;
+        anyhow::bail!(
+            "{name} did not go: finalizers {} deletion {} status {:#}",
+            stuck["metadata"]["finalizers"],
+            stuck["metadata"]["deletionTimestamp"],
+            stuck["status"]
+        );
+    }
+    Ok(())
 }
 
 struct Setup {
@@ -64,25 +75,27 @@ struct Setup {
 
 /// The controller manager, as its own process (so that a test can kill it).
 async fn start_controller(api: &ApiServer) -> anyhow::Result<ServerProcess> {
+    start_controller_with(api, &[]).await
+}
+
+async fn start_controller_with(api: &ApiServer, extra: &[&str]) -> anyhow::Result<ServerProcess> {
     let config = api.config.to_string_lossy().into_owned();
-    ServerProcess::start(
-        BINARY,
-        &[
-            "controller-manager",
-            "--kubeconfig",
-            &config,
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--leader-elect=false",
-            "--retry-min",
-            "200ms",
-            "--retry-max",
-            "2s",
-            "--polling-interval",
-            "200ms",
-        ],
-    )
-    .await
+    let mut args = vec![
+        "controller-manager",
+        "--kubeconfig",
+        &config,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--leader-elect=false",
+        "--retry-min",
+        "200ms",
+        "--retry-max",
+        "2s",
+        "--polling-interval",
+        "200ms",
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start(BINARY, &args).await
 }
 
 async fn setup() -> anyhow::Result<Setup> {
@@ -214,6 +227,31 @@ async fn instances_provision_update_bind_and_go_away_in_order() -> anyhow::Resul
     assert_eq!(reason, "ProvisionedSuccessfully");
     let ha_status = ha.status.clone().unwrap_or_default();
     assert!(!ha_status.async_op_in_progress && ha_status.last_operation.is_none());
+
+    // Bumping updateRequests sends an update (asynchronous for this plan) without a spec change.
+    instances
+        .patch(
+            "ha",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"updateRequests": 1}})),
+        )
+        .await?;
+    let ha = eventually("the requested update", || async {
+        let ha = instances.get("ha").await?;
+        let status = ha.status.clone().unwrap_or_default();
+        Ok(
+            (status.reconciled_generation == 2 && status.current_operation.is_empty())
+                .then_some(ha),
+        )
+    })
+    .await?;
+    let (reason, _) = condition(
+        &ha.status.clone().unwrap_or_default().conditions,
+        "Ready",
+        "True",
+    )
+    .unwrap_or_default();
+    assert_eq!(reason, "InstanceUpdatedSuccessfully");
 
     // An update on a spec change.
     instances
@@ -585,5 +623,41 @@ async fn a_controller_killed_again_and_again_still_converges_without_duplicates(
             "deprovisioned at the broker"
         );
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_stop_after_the_reconciliation_retry_duration() -> anyhow::Result<()> {
+    let mut setup = setup().await?;
+    if let Some(controller) = setup.controller.take() {
+        controller.kill().await?;
+    }
+    setup.controller =
+        Some(start_controller_with(&setup.api, &["--reconciliation-retry-duration", "2s"]).await?);
+    let url = setup.broker.url().trim_end_matches('/').to_owned();
+    fault(
+        &url,
+        json!({"endpoint": "provision",
+        "response": {"kind": "error", "status": 503, "description": "down for maintenance"}}),
+    )
+    .await?;
+    let instances: Api<ServiceInstance> = Api::namespaced(setup.client.clone(), "shop");
+    instances
+        .create(
+            &PostParams::default(),
+            &instance("patient", "10-1-26", json!({}))?,
+        )
+        .await?;
+    let (_, reason, message) = instance_with(&instances, "patient", "Failed", "True").await?;
+    assert_eq!(reason, "ErrorReconciliationRetryTimeout");
+    assert!(message.contains("down for maintenance"), "{message}");
+    let id = instances.get("patient").await?.spec.external_id;
+    let attempts = requests(&url, "PUT", &id).await?;
+    assert!(
+        attempts >= 2,
+        "it was retried before giving up ({attempts})"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(requests(&url, "PUT", &id).await?, attempts, "and not after");
     Ok(())
 }
