@@ -235,13 +235,9 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
         );
     }
     let binding = &write(ctx, binding, status.clone()).await?;
-    let client = crate::broker::client_for(
-        &ctx.client,
-        resolved.scope,
-        ctx.settings.osb_timeout,
-        &resolved.broker,
-    )
-    .await?;
+    let client = resolved
+        .client(&ctx.client, ctx.settings.osb_timeout)
+        .await?;
     let options = CallOptions {
         accepts_incomplete: true,
         originating_identity: osb::identity(binding.spec.user_info.as_ref()),
@@ -352,13 +348,9 @@ async fn poll(
     resolved: &osb::Resolved,
     mut status: ServiceBindingStatus,
 ) -> Result<Action, Error> {
-    let client = crate::broker::client_for(
-        &ctx.client,
-        resolved.scope,
-        ctx.settings.osb_timeout,
-        &resolved.broker,
-    )
-    .await?;
+    let client = resolved
+        .client(&ctx.client, ctx.settings.osb_timeout)
+        .await?;
     let request = osb_client::LastOperationRequest {
         service_id: Some(resolved.service_id()),
         plan_id: Some(resolved.plan_id()),
@@ -563,13 +555,9 @@ async fn delete(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Error
     {
         match osb::resolve(&ctx.client, &instance).await {
             Ok(resolved) => {
-                let client = crate::broker::client_for(
-                    &ctx.client,
-                    resolved.scope,
-                    ctx.settings.osb_timeout,
-                    &resolved.broker,
-                )
-                .await?;
+                let client = resolved
+                    .client(&ctx.client, ctx.settings.osb_timeout)
+                    .await?;
                 if status.async_op_in_progress && status.current_operation == OPERATION_UNBIND {
                     let request = osb_client::LastOperationRequest {
                         service_id: Some(resolved.service_id()),

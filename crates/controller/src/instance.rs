@@ -336,13 +336,9 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
         "/spec/instanceCreateParameterSchema"
     };
     osb::check_parameters(resolved.plan.data.pointer(schema_pointer), sent)?;
-    let client = crate::broker::client_for(
-        &ctx.client,
-        resolved.scope,
-        ctx.settings.osb_timeout,
-        &resolved.broker,
-    )
-    .await?;
+    let client = resolved
+        .client(&ctx.client, ctx.settings.osb_timeout)
+        .await?;
     let operation = if provisioned {
         OPERATION_UPDATE
     } else {
@@ -584,13 +580,9 @@ async fn poll(
     resolved: &Resolved,
 ) -> Result<Action, Error> {
     let mut status = instance.status.clone().unwrap_or_default();
-    let client = crate::broker::client_for(
-        &ctx.client,
-        resolved.scope,
-        ctx.settings.osb_timeout,
-        &resolved.broker,
-    )
-    .await?;
+    let client = resolved
+        .client(&ctx.client, ctx.settings.osb_timeout)
+        .await?;
     let request = LastOperationRequest {
         service_id: Some(resolved.service_id()),
         plan_id: Some(resolved.plan_id()),
@@ -790,13 +782,9 @@ async fn delete(instance: &ServiceInstance, ctx: &Context) -> Result<Action, Err
         "The instance is being deprovisioned",
     );
     let instance = &write(ctx, instance, status.clone()).await?;
-    let client = crate::broker::client_for(
-        &ctx.client,
-        resolved.scope,
-        ctx.settings.osb_timeout,
-        &resolved.broker,
-    )
-    .await?;
+    let client = resolved
+        .client(&ctx.client, ctx.settings.osb_timeout)
+        .await?;
     let options = CallOptions {
         accepts_incomplete: true,
         originating_identity: osb::identity(instance.spec.user_info.as_ref()),

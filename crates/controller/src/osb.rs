@@ -158,6 +158,15 @@ impl Resolved {
     pub fn class_name(&self) -> String {
         text(&self.class.data, "/spec/externalName")
     }
+
+    /// The OSB client for the broker that offers the plan.
+    pub async fn client(
+        &self,
+        client: &Client,
+        timeout: std::time::Duration,
+    ) -> Result<osb_client::Client, Error> {
+        Ok(broker::client_for(client, self.scope, timeout, &self.broker).await?)
+    }
 }
 
 pub fn text(value: &Value, pointer: &str) -> String {
