@@ -153,9 +153,10 @@ pub fn invalid(kind: &str, object: &Value, causes: Vec<Cause>) -> ApiError {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    // `ApiError::invalid` names the kind in the details, as kube-apiserver does.
     let subject = apiserver::status::Subject {
         group: catalog_api::GROUP.into(),
-        resource: plural_of(kind),
+        resource: String::new(),
         name,
     };
     ApiError::invalid(kind, subject, causes)

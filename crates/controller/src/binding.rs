@@ -238,14 +238,19 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
     let client = resolved
         .client(&ctx.client, ctx.settings.osb_timeout)
         .await?;
-    let options = CallOptions {
-        accepts_incomplete: true,
-        originating_identity: osb::identity(binding.spec.user_info.as_ref()),
-    };
+    let options = osb::call_options(true, binding.spec.user_info.as_ref());
     let request = BindRequest {
         service_id: resolved.service_id(),
         plan_id: resolved.plan_id(),
-        context: Some(osb::context(&ctx.client, &namespace, &instance.name_any()).await?),
+        context: Some(
+            osb::context(
+                &ctx.client,
+                &ctx.cluster_id().await?,
+                &namespace,
+                &instance.name_any(),
+            )
+            .await?,
+        ),
         parameters: sent.cloned(),
         ..Default::default()
     };
@@ -258,12 +263,7 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
             &options,
         )
         .await;
-    let code = match &answer {
-        Ok(_) => "200".to_owned(),
-        Err(error) => error
-            .status()
-            .map_or_else(|| "none".into(), |s| s.to_string()),
-    };
+    let code = osb::code(&answer, |r| osb::accepted_code(r.accepted));
     ctx.metrics.observe_osb(
         &resolved.broker.name_any(),
         "Bind",
@@ -602,10 +602,7 @@ async fn delete(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Error
                         }
                     }
                 }
-                let options = CallOptions {
-                    accepts_incomplete: true,
-                    originating_identity: osb::identity(binding.spec.user_info.as_ref()),
-                };
+                let options = osb::call_options(true, binding.spec.user_info.as_ref());
                 let started = std::time::Instant::now();
                 let answer = client
                     .unbind(
@@ -616,13 +613,7 @@ async fn delete(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Error
                         &options,
                     )
                     .await;
-                let code = match &answer {
-                    Ok(Deleted::Gone) => "410".to_owned(),
-                    Ok(_) => "200".to_owned(),
-                    Err(error) => error
-                        .status()
-                        .map_or_else(|| "none".into(), |s| s.to_string()),
-                };
+                let code = osb::code(&answer, osb::deleted_code);
                 ctx.metrics.observe_osb(
                     &resolved.broker.name_any(),
                     "Unbind",

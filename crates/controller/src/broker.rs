@@ -5,7 +5,7 @@
 //! plans (once its instances are gone) and then its finalizer.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use catalog_api::{
@@ -67,7 +67,7 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     /// Per broker: consecutive failures and when the next attempt is due.
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    backoff: crate::osb::Backoff,
 }
 
 pub fn resources(scope: Scope) -> [ApiResource; 3] {
@@ -94,13 +94,14 @@ impl Context {
         metrics: Metrics,
         recorder: Recorder,
     ) -> Self {
+        let backoff = crate::osb::Backoff::new(settings.backoff_min, settings.backoff_max);
         Self {
             client,
             scope,
             settings,
             metrics,
             recorder,
-            failures: Mutex::new(HashMap::new()),
+            backoff,
         }
     }
 
@@ -117,34 +118,6 @@ impl Context {
             broker.namespace().unwrap_or_default(),
             broker.name_any()
         )
-    }
-
-    /// When the next attempt after failures is due, if it is still ahead.
-    fn backoff_remaining(&self, key: &str) -> Option<Duration> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let (_, next) = failures.get(key)?;
-        next.checked_duration_since(Instant::now())
-    }
-
-    fn record_failure(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = failures
-            .entry(key.to_owned())
-            .or_insert((0, Instant::now()));
-        entry.0 += 1;
-        let factor = 2u32.saturating_pow(entry.0.saturating_sub(1).min(20));
-        let delay = self
-            .settings
-            .backoff_min
-            .saturating_mul(factor)
-            .min(self.settings.backoff_max);
-        entry.1 = Instant::now() + delay;
-        delay
-    }
-
-    fn record_success(&self, key: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.remove(key);
     }
 }
 
@@ -618,7 +591,7 @@ async fn reconcile_broker(object: &DynamicObject, ctx: &Context) -> Result<Actio
         return finalize(ctx, object, &broker).await;
     }
     let key = ctx.key(object);
-    if let Some(wait) = ctx.backoff_remaining(&key) {
+    if let Some(wait) = ctx.backoff.remaining(&key) {
         return Ok(Action::requeue(wait));
     }
     match broker.due_in(ctx.settings.default_relist) {
@@ -631,7 +604,7 @@ async fn reconcile_broker(object: &DynamicObject, ctx: &Context) -> Result<Actio
     let attempt = fetch_and_sync(ctx, &broker).await;
     match attempt {
         Ok((classes, plans)) => {
-            ctx.record_success(&key);
+            ctx.backoff.succeed(&key);
             ctx.metrics.set_catalog_size(&broker.name, classes, plans);
             write_status(
                 ctx,
@@ -650,7 +623,7 @@ async fn reconcile_broker(object: &DynamicObject, ctx: &Context) -> Result<Actio
             })
         }
         Err(Error::Broker { reason, message }) => {
-            let delay = ctx.record_failure(&key);
+            let delay = ctx.backoff.fail(&key);
             tracing::warn!(reason, %message, retry_in = ?delay, "catalog not synced");
             write_status(ctx, object, &broker, false, reason, &message, false).await?;
             Ok(Action::requeue(delay))
@@ -664,12 +637,7 @@ async fn fetch_and_sync(ctx: &Context, broker: &Broker) -> Result<(usize, usize)
     let client = osb_client(ctx, broker).await?;
     let started = Instant::now();
     let fetched = client.catalog().await;
-    let code = match &fetched {
-        Ok(_) => "200".to_owned(),
-        Err(error) => error
-            .status()
-            .map_or_else(|| "none".to_owned(), |s| s.to_string()),
-    };
+    let code = crate::osb::code(&fetched, |_| "200");
     ctx.metrics
         .observe_osb(&broker.name, "GetCatalog", &code, started.elapsed());
     let catalog = fetched.map_err(|error| Error::Broker {
@@ -701,7 +669,7 @@ async fn fetch_and_sync(ctx: &Context, broker: &Broker) -> Result<(usize, usize)
 
 /// Unexpected errors (the API server, not the broker): retried with the same backoff.
 pub fn error_policy(object: Arc<DynamicObject>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.record_failure(&ctx.key(&object));
+    let delay = ctx.backoff.fail(&ctx.key(&object));
     tracing::warn!(broker = %object.name_any(), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

@@ -45,6 +45,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub recorder: Recorder,
     pub backoff: Backoff,
+    /// The cluster's ID, read once (it does not change).
+    cluster: tokio::sync::OnceCell<String>,
 }
 
 impl Context {
@@ -61,7 +63,15 @@ impl Context {
             metrics,
             recorder,
             backoff,
+            cluster: tokio::sync::OnceCell::new(),
         }
+    }
+
+    pub async fn cluster_id(&self) -> Result<String, Error> {
+        self.cluster
+            .get_or_try_init(|| osb::cluster_id(&self.client))
+            .await
+            .cloned()
     }
 
     pub fn poll_after(&self, retry_after: Option<Duration>) -> Duration {
@@ -281,10 +291,7 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
         let resolved = osb::resolve(&ctx.client, instance).await?;
         return poll(instance, ctx, &resolved).await;
     }
-    let failed_now = catalog_api::condition(&status.conditions, CONDITION_FAILED)
-        .is_some_and(|c| c.status == CONDITION_TRUE);
     if status.reconciled_generation == generation && status.current_operation.is_empty() {
-        let _ = failed_now;
         return Ok(Action::await_change());
     }
     let resolved = osb::resolve(&ctx.client, instance).await?;
@@ -379,11 +386,14 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
         );
     }
     let instance = &write(ctx, instance, status.clone()).await?;
-    let options = CallOptions {
-        accepts_incomplete: true,
-        originating_identity: osb::identity(instance.spec.user_info.as_ref()),
-    };
-    let context = osb::context(&ctx.client, &namespace, &instance.name_any()).await?;
+    let options = osb::call_options(true, instance.spec.user_info.as_ref());
+    let context = osb::context(
+        &ctx.client,
+        &ctx.cluster_id().await?,
+        &namespace,
+        &instance.name_any(),
+    )
+    .await?;
     let external_id = &instance.spec.external_id;
     let started = std::time::Instant::now();
     let answer = if provisioned {
@@ -411,7 +421,7 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
         let request = ProvisionRequest {
             service_id: resolved.service_id(),
             plan_id: resolved.plan_id(),
-            organization_guid: Some(osb::cluster_id(&ctx.client).await?),
+            organization_guid: Some(ctx.cluster_id().await?),
             space_guid: Some(namespace.clone()),
             context: Some(context),
             parameters: sent.cloned(),
@@ -419,17 +429,7 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
         };
         client.provision(external_id, &request, &options).await
     };
-    let code = match &answer {
-        Ok(response) => match response.accepted {
-            Accepted::Ok => "200",
-            Accepted::Created => "201",
-            Accepted::Async => "202",
-        }
-        .to_owned(),
-        Err(error) => error
-            .status()
-            .map_or_else(|| "none".into(), |s| s.to_string()),
-    };
+    let code = osb::code(&answer, |r| osb::accepted_code(r.accepted));
     ctx.metrics.observe_osb(
         &resolved.broker.name_any(),
         operation,
@@ -593,12 +593,7 @@ async fn poll(
     let answer = client
         .instance_last_operation(&instance.spec.external_id, &request)
         .await;
-    let code = match &answer {
-        Ok(_) => "200".to_owned(),
-        Err(error) => error
-            .status()
-            .map_or_else(|| "none".into(), |s| s.to_string()),
-    };
+    let code = osb::code(&answer, |_| "200");
     ctx.metrics.observe_osb(
         &resolved.broker.name_any(),
         "LastOperation",
@@ -785,10 +780,7 @@ async fn delete(instance: &ServiceInstance, ctx: &Context) -> Result<Action, Err
     let client = resolved
         .client(&ctx.client, ctx.settings.osb_timeout)
         .await?;
-    let options = CallOptions {
-        accepts_incomplete: true,
-        originating_identity: osb::identity(instance.spec.user_info.as_ref()),
-    };
+    let options = osb::call_options(true, instance.spec.user_info.as_ref());
     let started = std::time::Instant::now();
     let answer = client
         .deprovision(
@@ -798,14 +790,7 @@ async fn delete(instance: &ServiceInstance, ctx: &Context) -> Result<Action, Err
             &options,
         )
         .await;
-    let code = match &answer {
-        Ok(Deleted::Done) => "200".to_owned(),
-        Ok(Deleted::Gone) => "410".to_owned(),
-        Ok(Deleted::Async { .. }) => "202".to_owned(),
-        Err(error) => error
-            .status()
-            .map_or_else(|| "none".into(), |s| s.to_string()),
-    };
+    let code = osb::code(&answer, osb::deleted_code);
     ctx.metrics.observe_osb(
         &resolved.broker.name_any(),
         OPERATION_DEPROVISION,

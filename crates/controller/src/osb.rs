@@ -423,6 +423,7 @@ pub fn checksum(parameters: &Value) -> String {
 /// The OSB context of the Kubernetes profile.
 pub async fn context(
     client: &Client,
+    cluster_id: &str,
     namespace: &str,
     instance_name: &str,
 ) -> Result<Value, Error> {
@@ -436,12 +437,13 @@ pub async fn context(
         "platform": "kubernetes",
         "namespace": namespace,
         "namespace_uid": namespace_uid,
-        "clusterid": cluster_id(client).await?,
+        "clusterid": cluster_id,
         "instance_name": instance_name,
     }))
 }
 
-/// The cluster's ID: the UID of `kube-system`, stable for the cluster's life.
+/// The cluster's ID: the UID of `kube-system`, stable for the cluster's life (read once per
+/// process, see `instance::Context::cluster_id`).
 pub async fn cluster_id(client: &Client) -> Result<String, Error> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     Ok(namespaces
@@ -459,6 +461,45 @@ pub fn identity(user: Option<&UserInfo>) -> Option<OriginatingIdentity> {
         groups: user.groups.clone(),
         extra: user.extra.clone(),
     }))
+}
+
+/// The HTTP status an OSB answer stands for, for the request metrics; `ok` names a success's.
+pub fn code<T>(
+    answer: &Result<T, osb_client::Error>,
+    ok: impl FnOnce(&T) -> &'static str,
+) -> String {
+    match answer {
+        Ok(value) => ok(value).to_owned(),
+        Err(error) => error
+            .status()
+            .map_or_else(|| "none".into(), |s| s.to_string()),
+    }
+}
+
+/// The status behind a create's or update's answer.
+pub fn accepted_code(accepted: osb_client::Accepted) -> &'static str {
+    match accepted {
+        osb_client::Accepted::Ok => "200",
+        osb_client::Accepted::Created => "201",
+        osb_client::Accepted::Async => "202",
+    }
+}
+
+/// The status behind a delete's answer.
+pub fn deleted_code(deleted: &osb_client::Deleted) -> &'static str {
+    match deleted {
+        osb_client::Deleted::Done => "200",
+        osb_client::Deleted::Gone => "410",
+        osb_client::Deleted::Async { .. } => "202",
+    }
+}
+
+/// Per-call options: asynchronous answers accepted or not, on behalf of the spec's user.
+pub fn call_options(accepts_incomplete: bool, user: Option<&UserInfo>) -> osb_client::CallOptions {
+    osb_client::CallOptions {
+        accepts_incomplete,
+        originating_identity: identity(user),
+    }
 }
 
 /// A broker error as the original worded it.
