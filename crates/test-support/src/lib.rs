@@ -6,7 +6,7 @@
 //! - [`python`]: the project's Python virtualenv (made by `scripts/python-env`).
 //! - [`EtcdProcess`] / [`EtcdCluster`]: a real etcd (Debian's `etcd-server`), alone or three
 //!   members, on free 127.0.0.1 ports with throwaway data, killed when dropped.
-//! - [`workspace_root`], [`refused_url`].
+//! - [`workspace_root`], [`workspace_binary`], [`service_catalog_up`], [`refused_url`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -31,6 +31,26 @@ pub fn workspace_root() -> PathBuf {
         .find(|dir| dir.join("scripts/python-env").is_file())
         .map(Path::to_path_buf)
         .unwrap_or(start)
+}
+
+/// A binary of another workspace package, built into the same target dir as the running test
+/// (cargo builds every workspace binary before it runs tests; `CARGO_BIN_EXE_*` only names the
+/// test's own package's).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/debug/deps/<test> → target/debug/<name>
+    exe.parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// `service-catalog up` on a data dir, on a free loopback port.
+pub async fn service_catalog_up(data_dir: &Path, extra: &[&str]) -> anyhow::Result<ServerProcess> {
+    let data = data_dir.to_string_lossy().into_owned();
+    let mut args = vec!["up", "--data-dir", &data, "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    ServerProcess::start(workspace_binary("service-catalog"), &args).await
 }
 
 /// A server started for a test; killed when dropped.
