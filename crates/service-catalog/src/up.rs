@@ -137,6 +137,7 @@ pub async fn up(
         }
     );
     println!("  export KUBECONFIG={}", kubeconfig.display());
+    println!("  svcat marketplace        # svcat: cargo install --path crates/svcat");
     println!("  kubectl get clusterserviceclasses,clusterserviceplans");
     println!("Data lives in {data}; Ctrl-C stops, and `up` again carries on from there.");
 
