@@ -33,7 +33,7 @@ fn summary(object: &Value, lines: &[(&str, String)], output: Output) -> Result<S
     }
     let mut out = String::new();
     for (label, value) in lines {
-        let _ = writeln!(out, "  {:<12}{value}", format!("{label}:"));
+        let _ = writeln!(out, "  {:<13}{value}", format!("{label}:"));
     }
     Ok(out)
 }

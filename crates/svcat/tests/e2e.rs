@@ -26,7 +26,7 @@ async fn a_user_registers_provisions_binds_and_cleans_up() -> anyhow::Result<()>
         ])
         .await?
         .ok()?;
-    assert!(run.stdout.contains("Status:     Ready"), "{run:?}");
+    assert!(run.stdout.contains("Status:      Ready"), "{run:?}");
 
     let run = catalog.svcat(&["marketplace"]).await?.ok()?;
     assert!(
@@ -55,7 +55,7 @@ async fn a_user_registers_provisions_binds_and_cleans_up() -> anyhow::Result<()>
         ])
         .await?
         .ok()?;
-    assert!(run.stdout.contains("Status:     Ready"), "{run:?}");
+    assert!(run.stdout.contains("Status:      Ready"), "{run:?}");
     assert!(
         run.stderr
             .contains("instance default/db: Provisioning [Provision]"),
@@ -82,7 +82,7 @@ async fn a_user_registers_provisions_binds_and_cleans_up() -> anyhow::Result<()>
         ])
         .await?
         .ok()?;
-    assert!(run.stdout.contains("Secret:     db-creds"), "{run:?}");
+    assert!(run.stdout.contains("Secret:      db-creds"), "{run:?}");
 
     let secrets: Api<Secret> = Api::namespaced(catalog.client().await?, "default");
     let secret = secrets.get("db-creds").await?;
