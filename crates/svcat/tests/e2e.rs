@@ -541,3 +541,114 @@ async fn completion_scripts_are_valid_for_each_shell() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_takes_basic_auth_from_a_secret_and_trusts_a_ca_bundle() -> anyhow::Result<()> {
+    let catalog = Catalog::start(&["--no-demo-broker"]).await?;
+    let ca = test_support::TestCa::new("broker-ca")?;
+    let cert = ca.issue_server_cert()?;
+    let mut config = reference_broker::BrokerConfig::demo();
+    config.credentials = Some(reference_broker::BasicCredentials {
+        username: "catalog".into(),
+        password: "s3cret".into(),
+    });
+    config.tls = Some(reference_broker::TlsFiles {
+        cert_chain: cert.cert_file.clone(),
+        private_key: cert.key_file.clone(),
+    });
+    let broker = reference_broker::start(config, "127.0.0.1:0".parse()?).await?;
+    assert!(broker.url().starts_with("https://"));
+    let ca_file = catalog.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.cert_pem)?;
+    let ca_arg = ca_file.display().to_string();
+
+    let secrets: Api<Secret> = Api::namespaced(catalog.client().await?, "default");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "broker-auth"},
+        "stringData": {"username": "catalog", "password": "s3cret"}}))?;
+    secrets.create(&Default::default(), &secret).await?;
+
+    // Without the credentials the broker refuses; without the CA the certificate is not trusted.
+    let run = catalog
+        .svcat(&[
+            "register",
+            "noauth",
+            "--url",
+            broker.url(),
+            "--ca",
+            &ca_arg,
+            "--wait",
+            "--timeout",
+            "3s",
+        ])
+        .await?;
+    refused(&run, 5, &["ErrorFetchingCatalog"]);
+    let run = catalog
+        .svcat(&[
+            "register",
+            "noca",
+            "--url",
+            broker.url(),
+            "--basic-secret",
+            "broker-auth",
+            "--wait",
+            "--timeout",
+            "3s",
+        ])
+        .await?;
+    refused(&run, 5, &["ErrorFetchingCatalog"]);
+
+    let run = catalog
+        .svcat(&[
+            "register",
+            "secure",
+            "--url",
+            broker.url(),
+            "--basic-secret",
+            "broker-auth",
+            "--ca",
+            &ca_arg,
+            "--wait",
+            "--timeout",
+            "30s",
+            "-o",
+            "json",
+        ])
+        .await?
+        .ok()?;
+    let registered: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    assert_eq!(
+        registered["spec"]["authInfo"]["basic"]["secretRef"],
+        json!({"namespace": "default", "name": "broker-auth"})
+    );
+    let run = catalog
+        .svcat(&["describe", "broker", "secure"])
+        .await?
+        .ok()?;
+    assert!(
+        run.stdout.contains("basic, from Secret broker-auth"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("  mariadb\n"), "{}", run.stdout);
+    assert!(!run.stdout.contains("s3cret"));
+
+    // A file that is not a PEM bundle is refused before anything is created.
+    let run = catalog
+        .svcat(&[
+            "register",
+            "bad",
+            "--url",
+            broker.url(),
+            "--ca",
+            "/etc/hostname",
+        ])
+        .await?;
+    refused(&run, 2, &["--ca", "not a PEM certificate bundle"]);
+    // An unknown kubeconfig context.
+    let run = catalog
+        .svcat(&["get", "brokers", "--context", "elsewhere"])
+        .await?;
+    refused(&run, 1, &["elsewhere"]);
+    Ok(())
+}
