@@ -634,15 +634,11 @@ async fn register_takes_basic_auth_from_a_secret_and_trusts_a_ca_bundle() -> any
     assert!(!run.stdout.contains("s3cret"));
 
     // A file that is not a PEM bundle is refused before anything is created.
+    let not_pem = catalog.dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello")?;
+    let not_pem = not_pem.display().to_string();
     let run = catalog
-        .svcat(&[
-            "register",
-            "bad",
-            "--url",
-            broker.url(),
-            "--ca",
-            "/etc/hostname",
-        ])
+        .svcat(&["register", "bad", "--url", broker.url(), "--ca", &not_pem])
         .await?;
     refused(&run, 2, &["--ca", "not a PEM certificate bundle"]);
     // An unknown kubeconfig context.
