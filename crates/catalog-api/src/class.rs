@@ -137,6 +137,13 @@ pub struct CommonServicePlanSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "raw_object")]
     pub default_provision_parameters: Option<Value>,
+    /// How long, in seconds, an asynchronous operation on this plan is polled before it counts as
+    /// failed (OSB `maximum_polling_duration`). Not in the original API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_polling_duration: Option<i64>,
+    /// The plan's current maintenance version (OSB `maintenance_info`). Not in the original API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_info: Option<crate::MaintenanceInfo>,
 }
 
 /// A plan of a cluster broker's offering.

@@ -212,4 +212,8 @@ pub struct ServiceInstancePropertiesState {
     /// The user whose change caused the operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_info: Option<UserInfo>,
+    /// The plan's maintenance version sent to the broker (OSB `maintenance_info`). Not in the
+    /// original API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_info: Option<crate::MaintenanceInfo>,
 }

@@ -116,6 +116,19 @@ pub struct Condition {
     pub message: String,
 }
 
+/// A plan's maintenance version, as the broker's catalog gives it (OSB `maintenance_info`).
+/// Not in the original API: an instance records the version it runs, and an update brings it to
+/// the plan's.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceInfo {
+    /// A semantic version.
+    pub version: String,
+    /// What this version brings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
 /// Condition types.
 pub const CONDITION_READY: &str = "Ready";
 pub const CONDITION_FAILED: &str = "Failed";

@@ -19,7 +19,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 
 use kube::{Api, ResourceExt as _};
-use osb_client::{BindRequest, CallOptions, Deleted};
+use osb_client::{BindRequest, Deleted};
 use serde_json::{Map, Value, json};
 
 use crate::instance::Context;
@@ -280,7 +280,7 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
                         &binding.spec.external_id,
                         &resolved.service_id(),
                         &resolved.plan_id(),
-                        &CallOptions::default(),
+                        &osb::call_options(true, binding.spec.user_info.as_ref()),
                     )
                     .await;
                 tracing::warn!(binding = %key(binding), ?unbound, "bind failed ambiguously: unbound to mitigate an orphan");
@@ -351,6 +351,39 @@ async fn poll(
     let client = resolved
         .client(&ctx.client, ctx.settings.osb_timeout)
         .await?;
+    let limit = resolved
+        .plan
+        .data
+        .pointer("/spec/maximumPollingDuration")
+        .and_then(Value::as_u64)
+        .map(std::time::Duration::from_secs);
+    if let Some(limit) = limit
+        && osb::elapsed_since(status.operation_start_time.as_ref()).is_some_and(|e| e > limit)
+    {
+        // Past the plan's maximum polling duration the bind counts as failed; the broker may
+        // still finish it, so unbind (orphan mitigation) before saying so.
+        status.async_op_in_progress = false;
+        status.last_operation = None;
+        write(ctx, binding, status).await?;
+        let unbound = client
+            .unbind(
+                &instance.spec.external_id,
+                &binding.spec.external_id,
+                &resolved.service_id(),
+                &resolved.plan_id(),
+                &osb::call_options(true, binding.spec.user_info.as_ref()),
+            )
+            .await;
+        tracing::warn!(binding = %key(binding), ?unbound, "bind polled past the plan's maximum polling duration: unbound to mitigate an orphan");
+        return Err(Problem::fail(
+            "ErrorMaximumPollingDurationExceeded",
+            format!(
+                "Bind did not finish within the plan's maximum polling duration ({}s)",
+                limit.as_secs()
+            ),
+        )
+        .into());
+    }
     let request = osb_client::LastOperationRequest {
         service_id: Some(resolved.service_id()),
         plan_id: Some(resolved.plan_id()),

@@ -171,6 +171,18 @@ pub fn desired(
                 "serviceBindingCreateResponseSchema",
                 response_schema,
             );
+            insert_some(
+                &mut plan_spec,
+                "maximumPollingDuration",
+                plan.maximum_polling_duration.map(Value::from),
+            );
+            insert_some(
+                &mut plan_spec,
+                "maintenanceInfo",
+                plan.maintenance_info
+                    .as_ref()
+                    .and_then(|m| serde_json::to_value(m).ok()),
+            );
             plan_spec.insert(scope.class_ref_field().into(), json!({"name": service.id}));
             desired.plans.insert(
                 plan.id.clone(),

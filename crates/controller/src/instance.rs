@@ -17,8 +17,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::{Api, Client, ResourceExt as _};
 use osb_client::{
-    Accepted, CallOptions, Deleted, LastOperationRequest, OperationState, PreviousValues,
-    ProvisionRequest, UpdateRequest,
+    Accepted, Deleted, LastOperationRequest, OperationState, PreviousValues, ProvisionRequest,
+    UpdateRequest,
 };
 use serde_json::{Value, json};
 
@@ -128,7 +128,35 @@ fn properties(
         parameters: redacted.cloned(),
         parameter_checksum: sent.map(osb::checksum).unwrap_or_default(),
         user_info: instance.spec.user_info.clone(),
+        maintenance_info: plan_maintenance_info(resolved),
     }
+}
+
+/// The plan's maintenance version, sent with every provision and update: an update (of any
+/// kind, or a bare `updateRequests` bump) brings the instance to the plan's current version.
+fn plan_maintenance_info(resolved: &Resolved) -> Option<catalog_api::MaintenanceInfo> {
+    resolved
+        .plan
+        .data
+        .pointer("/spec/maintenanceInfo")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+}
+
+fn to_osb(info: &catalog_api::MaintenanceInfo) -> osb_client::MaintenanceInfo {
+    osb_client::MaintenanceInfo {
+        version: info.version.clone(),
+        description: info.description.clone(),
+    }
+}
+
+/// How long the plan lets an asynchronous operation be polled (`maximum_polling_duration`).
+fn maximum_polling_duration(resolved: &Resolved) -> Option<Duration> {
+    resolved
+        .plan
+        .data
+        .pointer("/spec/maximumPollingDuration")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs)
 }
 
 /// Ends the current operation in the status.
@@ -205,11 +233,7 @@ async fn report(
     tracing::warn!(instance = %key(instance), reason = problem.reason, message = %problem.message, "instance not ready");
     // Retries of a provision or update stop once the operation is older than the
     // reconciliation retry duration (the original's rule); a deprovision never gives up.
-    let started = status
-        .operation_start_time
-        .as_ref()
-        .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
-        .and_then(|d| Duration::try_from(d).ok());
+    let started = osb::elapsed_since(status.operation_start_time.as_ref());
     let timed_out = status.current_operation != OPERATION_DEPROVISION
         && started.is_some_and(|elapsed| elapsed > ctx.settings.retry_duration);
     let problem = if problem.retriable && timed_out {
@@ -239,7 +263,7 @@ async fn report(
         problem.reason,
         &problem.message,
     );
-    if status.current_operation == OPERATION_PROVISION {
+    if status.current_operation == OPERATION_PROVISION && !orphan_left(&status) {
         status.deprovision_status = STATUS_NOT_REQUIRED.into();
     }
     finish(&mut status);
@@ -290,6 +314,24 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
     if status.async_op_in_progress {
         let resolved = osb::resolve(&ctx.client, instance).await?;
         return poll(instance, ctx, &resolved).await;
+    }
+    if orphan_left(&status) && status.current_operation.is_empty() {
+        // A failed provision whose orphan mitigation the broker has not confirmed yet, retried
+        // with its own backoff (recording each attempt must not trigger the next at once).
+        let orphan_key = format!("{}/orphan", key(instance));
+        if let Some(wait) = ctx.backoff.remaining(&orphan_key) {
+            return Ok(Action::requeue(wait));
+        }
+        let resolved = osb::resolve(&ctx.client, instance).await?;
+        let client = resolved
+            .client(&ctx.client, ctx.settings.osb_timeout)
+            .await?;
+        let why = "Orphan mitigation is retried until the broker confirms";
+        if mitigate_orphan(ctx, instance, &resolved, &client, why).await {
+            ctx.backoff.succeed(&orphan_key);
+            return Ok(Action::await_change());
+        }
+        return Ok(Action::requeue(ctx.backoff.fail(&orphan_key)));
     }
     if status.reconciled_generation == generation && status.current_operation.is_empty() {
         return Ok(Action::await_change());
@@ -412,8 +454,14 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
             previous_values: Some(PreviousValues {
                 service_id: Some(resolved.service_id()),
                 plan_id: previous_plan,
+                maintenance_info: status
+                    .external_properties
+                    .as_ref()
+                    .and_then(|p| p.maintenance_info.as_ref())
+                    .map(to_osb),
                 ..Default::default()
             }),
+            maintenance_info: plan_maintenance_info(&resolved).as_ref().map(to_osb),
             ..Default::default()
         };
         client.update(external_id, &request, &options).await
@@ -425,6 +473,7 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
             space_guid: Some(namespace.clone()),
             context: Some(context),
             parameters: sent.cloned(),
+            maintenance_info: plan_maintenance_info(&resolved).as_ref().map(to_osb),
             ..Default::default()
         };
         client.provision(external_id, &request, &options).await
@@ -440,7 +489,14 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
         Ok(response) => response,
         Err(error) => {
             if !provisioned && error.requires_orphan_mitigation() {
-                mitigate_orphan(ctx, instance, &resolved, &client).await;
+                mitigate_orphan(
+                    ctx,
+                    instance,
+                    &resolved,
+                    &client,
+                    "The instance provision call failed with an ambiguous error",
+                )
+                .await;
             }
             let reason = if provisioned {
                 "UpdateInstanceCallFailed"
@@ -520,13 +576,17 @@ async fn succeed(
 
 /// The broker may have created what it failed to report: deprovision it (the spec's orphan
 /// mitigation), recording that in the status.
+///
+/// Returns whether the broker confirmed. Until it does, the instance keeps its `OrphanMitigation`
+/// condition, deprovisioning stays required, and the mitigation is retried with backoff.
 async fn mitigate_orphan(
     ctx: &Context,
     instance: &ServiceInstance,
     resolved: &Resolved,
     client: &osb_client::Client,
-) {
-    tracing::warn!(instance = %key(instance), "provision failed in a way that may leave an orphan: deprovisioning");
+    why: &str,
+) -> bool {
+    tracing::warn!(instance = %key(instance), why, "deprovisioning to mitigate an orphan");
     let mut status = instance.status.clone().unwrap_or_default();
     status.orphan_mitigation_in_progress = true;
     osb::set_condition(
@@ -534,7 +594,9 @@ async fn mitigate_orphan(
         catalog_api::CONDITION_ORPHAN_MITIGATION,
         CONDITION_TRUE,
         "StartingInstanceOrphanMitigation",
-        "The instance provision call failed with an ambiguous error; attempting to deprovision the instance in order to mitigate an orphaned resource",
+        &format!(
+            "{why}; attempting to deprovision the instance in order to mitigate an orphaned resource"
+        ),
     );
     let written = write(ctx, instance, status).await;
     let result = client
@@ -542,7 +604,9 @@ async fn mitigate_orphan(
             &instance.spec.external_id,
             &resolved.service_id(),
             &resolved.plan_id(),
-            &CallOptions::default(),
+            // An asynchronous plan deprovisions asynchronously: accepted (202) is enough here,
+            // the broker owns finishing it.
+            &osb::call_options(true, instance.spec.user_info.as_ref()),
         )
         .await;
     if let Ok(instance) = written {
@@ -571,6 +635,15 @@ async fn mitigate_orphan(
             tracing::warn!(%error, "could not record orphan mitigation");
         }
     }
+    result.is_ok()
+}
+
+/// Whether an orphan mitigation is still owed: started or failed, for an instance that was
+/// never provisioned.
+fn orphan_left(status: &ServiceInstanceStatus) -> bool {
+    status.provision_status != PROVISIONED
+        && catalog_api::condition(&status.conditions, catalog_api::CONDITION_ORPHAN_MITIGATION)
+            .is_some_and(|c| c.status == CONDITION_TRUE)
 }
 
 /// Polls the broker's `last_operation` for the operation in progress.
@@ -589,6 +662,11 @@ async fn poll(
         operation: status.last_operation.clone(),
     };
     let operation = status.current_operation.clone();
+    if let Some(limit) = maximum_polling_duration(resolved)
+        && osb::elapsed_since(status.operation_start_time.as_ref()).is_some_and(|e| e > limit)
+    {
+        return polled_too_long(instance, ctx, resolved, &client, status, limit).await;
+    }
     let started = std::time::Instant::now();
     let answer = client
         .instance_last_operation(&instance.spec.external_id, &request)
@@ -666,6 +744,38 @@ async fn poll(
             .into())
         }
     }
+}
+
+/// The plan's `maximum_polling_duration` ran out: the operation counts as failed. A provision
+/// may have left something at the broker, so it is deprovisioned (orphan mitigation); a
+/// deprovision is sent again, since the instance must not be forgotten while it may exist.
+async fn polled_too_long(
+    instance: &ServiceInstance,
+    ctx: &Context,
+    resolved: &Resolved,
+    client: &osb_client::Client,
+    mut status: ServiceInstanceStatus,
+    limit: Duration,
+) -> Result<Action, Error> {
+    let operation = status.current_operation.clone();
+    let message = format!(
+        "{operation} did not finish within the plan's maximum polling duration ({}s)",
+        limit.as_secs()
+    );
+    tracing::warn!(instance = %key(instance), %message);
+    status.async_op_in_progress = false;
+    status.last_operation = None;
+    if operation == OPERATION_DEPROVISION {
+        // A fresh start time: the next deprovision gets the whole duration again.
+        status.operation_start_time = Some(osb::now());
+        write(ctx, instance, status).await?;
+        return Err(Problem::retry("ErrorMaximumPollingDurationExceeded", message).into());
+    }
+    let instance = write(ctx, instance, status).await?;
+    if operation == OPERATION_PROVISION {
+        mitigate_orphan(ctx, &instance, resolved, client, &message).await;
+    }
+    Err(Problem::fail("ErrorMaximumPollingDurationExceeded", message).into())
 }
 
 async fn deprovisioned(

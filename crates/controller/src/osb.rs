@@ -411,6 +411,14 @@ pub fn check_parameters(schema: Option<&Value>, parameters: Option<&Value>) -> R
     })
 }
 
+/// How long ago a status time was (None when unset or in the future).
+pub fn elapsed_since(
+    time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+) -> Option<Duration> {
+    let time = time?;
+    Duration::try_from(k8s_openapi::jiff::Timestamp::now().duration_since(time.0)).ok()
+}
+
 /// The SHA-256 of the parameters as sent, hex (the status's `parameterChecksum`).
 pub fn checksum(parameters: &Value) -> String {
     let digest = aws_lc_rs::digest::digest(

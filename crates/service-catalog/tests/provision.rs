@@ -99,18 +99,30 @@ async fn start_controller_with(api: &ApiServer, extra: &[&str]) -> anyhow::Resul
 }
 
 async fn setup() -> anyhow::Result<Setup> {
+    setup_with(reference_broker::BrokerConfig {
+        tuning: reference_broker::Tuning {
+            operation_ms: Some(1500),
+        },
+        ..reference_broker::BrokerConfig::demo()
+    })
+    .await
+}
+
+/// The demo catalog with changes made to its JSON.
+fn demo_catalog_with(
+    change: impl FnOnce(&mut Value),
+) -> anyhow::Result<reference_broker::BrokerCatalog> {
+    let mut catalog = serde_json::to_value(reference_broker::demo_catalog())?;
+    change(&mut catalog);
+    Ok(reference_broker::BrokerCatalog::new(
+        serde_json::from_value(catalog)?,
+    )?)
+}
+
+async fn setup_with(config: reference_broker::BrokerConfig) -> anyhow::Result<Setup> {
     let api = ApiServer::start().await?;
     let client = api.client().await?;
-    let broker = reference_broker::start(
-        reference_broker::BrokerConfig {
-            tuning: reference_broker::Tuning {
-                operation_ms: Some(1500),
-            },
-            ..reference_broker::BrokerConfig::demo()
-        },
-        "127.0.0.1:0".parse()?,
-    )
-    .await?;
+    let broker = reference_broker::start(config, "127.0.0.1:0".parse()?).await?;
     let controller = start_controller(&api).await?;
     let registration: catalog_api::ClusterServiceBroker = serde_json::from_value(json!({
         "metadata": {"name": "ref"}, "spec": {"url": broker.url()}}))?;
@@ -659,5 +671,157 @@ async fn retries_stop_after_the_reconciliation_retry_duration() -> anyhow::Resul
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(requests(&url, "PUT", &id).await?, attempts, "and not after");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operation_polled_past_the_plans_maximum_polling_duration_fails_and_is_mitigated()
+-> anyhow::Result<()> {
+    // The HA plan allows one second of polling; the broker takes three.
+    let catalog = demo_catalog_with(|catalog| {
+        catalog["services"][1]["plans"][1]["maximum_polling_duration"] = json!(1);
+    })?;
+    let setup = setup_with(reference_broker::BrokerConfig {
+        catalog,
+        tuning: reference_broker::Tuning {
+            operation_ms: Some(3000),
+        },
+        ..reference_broker::BrokerConfig::demo()
+    })
+    .await?;
+    let url = setup.broker.url().trim_end_matches('/').to_owned();
+    let plans: Api<catalog_api::ClusterServicePlan> = Api::all(setup.client.clone());
+    eventually("the plan's maximum polling duration", || async {
+        let plan = plans
+            .get_opt("c4f8b0d5-2e3a-4f6b-9c7d-8e9f0a1b2c3d")
+            .await?;
+        Ok(plan.and_then(|p| p.spec.common.maximum_polling_duration))
+    })
+    .await?;
+    let instances: Api<ServiceInstance> = Api::namespaced(setup.client.clone(), "shop");
+    let slow = instances
+        .create(
+            &PostParams::default(),
+            &instance("slow", "10-1-26-ha", json!({}))?,
+        )
+        .await?;
+    let (_, reason, message) = instance_with(&instances, "slow", "Failed", "True").await?;
+    assert_eq!(reason, "ErrorMaximumPollingDurationExceeded");
+    assert!(
+        message.contains("maximum polling duration (1s)"),
+        "{message}"
+    );
+    // The broker was still busy, so orphan mitigation is retried until it confirms; the
+    // resource is gone from the broker in the end, without anyone deleting the instance.
+    eventually("the orphan mitigation to be confirmed", || async {
+        let status = instances.get("slow").await?.status.unwrap_or_default();
+        Ok(condition(&status.conditions, "OrphanMitigation", "False")
+            .filter(|(reason, _)| reason == "OrphanMitigationSuccessful"))
+    })
+    .await?;
+    eventually("the orphan to go from the broker", || async {
+        // While the broker deprovisions, it answers 422 ConcurrencyError: not gone yet.
+        let gone = matches!(at_broker(&url, &slow.spec.external_id).await, Ok(None));
+        Ok(gone.then_some(()))
+    })
+    .await?;
+    instances.delete("slow", &DeleteParams::default()).await?;
+    gone(&instances, "slow").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn maintenance_info_goes_with_each_provision_and_an_update_upgrades_the_instance()
+-> anyhow::Result<()> {
+    let state = tempfile::tempdir()?;
+    let config = |version: &str| -> anyhow::Result<reference_broker::BrokerConfig> {
+        let version = version.to_owned();
+        Ok(reference_broker::BrokerConfig {
+            catalog: demo_catalog_with(move |catalog| {
+                catalog["services"][1]["plans"][0]["maintenance_info"] =
+                    json!({"version": version, "description": format!("MariaDB {version}")});
+            })?,
+            state_file: Some(state.path().join("broker.db")),
+            ..reference_broker::BrokerConfig::demo()
+        })
+    };
+    let mut setup = setup_with(config("10.1.26")?).await?;
+    let url = setup.broker.url().trim_end_matches('/').to_owned();
+    let instances: Api<ServiceInstance> = Api::namespaced(setup.client.clone(), "shop");
+    let db = instances
+        .create(
+            &PostParams::default(),
+            &instance("db", "10-1-26", json!({}))?,
+        )
+        .await?;
+    let (ready, _, _) = instance_with(&instances, "db", "Ready", "True").await?;
+    let version = |instance: &ServiceInstance| {
+        instance
+            .status
+            .as_ref()
+            .and_then(|s| s.external_properties.as_ref())
+            .and_then(|p| p.maintenance_info.as_ref())
+            .map(|m| m.version.clone())
+    };
+    assert_eq!(version(&ready).as_deref(), Some("10.1.26"));
+    let broker_client = osb_client::Client::new(osb_client::ClientConfig::new(&url)?)?;
+    let at_broker = broker_client
+        .fetch_instance(&db.spec.external_id, None, None)
+        .await?;
+    assert_eq!(
+        at_broker.maintenance_info.map(|m| m.version).as_deref(),
+        Some("10.1.26"),
+        "provision sent the plan's maintenance_info"
+    );
+
+    // The broker moves to 10.1.27 (same state, same address); the catalog is fetched again.
+    let address = setup.broker.local_addr();
+    setup.broker.shutdown().await?;
+    setup.broker = reference_broker::start(config("10.1.27")?, address).await?;
+    let brokers: Api<catalog_api::ClusterServiceBroker> = Api::all(setup.client.clone());
+    brokers
+        .patch(
+            "ref",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"relistRequests": 1}})),
+        )
+        .await?;
+    let plans: Api<catalog_api::ClusterServicePlan> = Api::all(setup.client.clone());
+    eventually("the plan's new maintenance version", || async {
+        let plan = plans.get("b3e7a9c4-1d2f-4e5a-8b6c-7d8e9f0a1b2c").await?;
+        Ok((plan
+            .spec
+            .common
+            .maintenance_info
+            .map(|m| m.version)
+            .as_deref()
+            == Some("10.1.27"))
+        .then_some(()))
+    })
+    .await?;
+    // Nothing changes until the user asks for an update; then the instance is upgraded.
+    assert_eq!(
+        version(&instances.get("db").await?).as_deref(),
+        Some("10.1.26")
+    );
+    instances
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"updateRequests": 1}})),
+        )
+        .await?;
+    eventually("the upgrade", || async {
+        let instance = instances.get("db").await?;
+        Ok((version(&instance).as_deref() == Some("10.1.27")).then_some(()))
+    })
+    .await?;
+    let at_broker = broker_client
+        .fetch_instance(&db.spec.external_id, None, None)
+        .await?;
+    assert_eq!(
+        at_broker.maintenance_info.map(|m| m.version).as_deref(),
+        Some("10.1.27")
+    );
     Ok(())
 }
