@@ -298,7 +298,11 @@ async fn plan(target: &Target, plan: &Value) -> Result<String> {
         .field("Description", text(plan, "/spec/description"))
         .field("Class", names.plan_class(plan))
         .field("Broker", broker_name(plan))
-        .field("Free", yes_no(plan, "/spec/free"));
+        .field("Free", yes_no(plan, "/spec/free"))
+        .optional("Maintenance", text(plan, "/spec/maintenanceInfo/version"));
+    if let Some(seconds) = plan.pointer("/spec/maximumPollingDuration").and_then(Value::as_i64) {
+        fields.field("Max Polling", format!("{seconds}s"));
+    }
     for (title, pointer) in [
         (
             "Instance Create Parameter Schema",
@@ -331,7 +335,8 @@ async fn instance(target: &Target, instance: &Value) -> Result<String> {
         .optional("Dashboard URL", text(instance, "/status/dashboardURL"))
         .field("Operation", text(instance, "/status/currentOperation"))
         .optional("Last Operation", text(instance, "/status/lastOperation"))
-        .field("Provisioned", text(instance, "/status/provisionStatus"));
+        .field("Provisioned", text(instance, "/status/provisionStatus"))
+        .optional("Maintenance", maintenance(target, instance).await?);
     if text(instance, "/status/deprovisionStatus") != "Required" {
         fields.field("Deprovision", text(instance, "/status/deprovisionStatus"));
     }
@@ -366,6 +371,37 @@ async fn instance(target: &Target, instance: &Value) -> Result<String> {
         .section("Bindings", &bindings)
         .section("Events", &events(target, instance).await?);
     Ok(fields.done())
+}
+
+/// The maintenance version an instance runs, and the plan's when it is newer (an update — e.g.
+/// `svcat touch instance` — brings the instance to it).
+async fn maintenance(target: &Target, instance: &Value) -> Result<String> {
+    let running = text(instance, "/status/externalProperties/maintenanceInfo/version");
+    let plan_name = ["/spec/clusterServicePlanRef/name", "/spec/servicePlanRef/name"]
+        .iter()
+        .map(|p| text(instance, p))
+        .find(|n| !n.is_empty())
+        .unwrap_or_default();
+    if running.is_empty() || plan_name.is_empty() {
+        return Ok(running.to_string());
+    }
+    let plans = target.list(KindArg::Plans, Scope::All).await?;
+    let offered = plans
+        .iter()
+        .find(|p| {
+            kube_name(p) == plan_name
+                && (namespace(p).is_empty() || namespace(p) == namespace(instance))
+        })
+        .map(|p| text(p, "/spec/maintenanceInfo/version"))
+        .unwrap_or_default();
+    Ok(if offered.is_empty() || offered == running {
+        running.to_string()
+    } else {
+        format!(
+            "{running} (the plan offers {offered}: `svcat touch instance {}` upgrades)",
+            kube_name(instance)
+        )
+    })
 }
 
 async fn binding(target: &Target, binding: &Value) -> Result<String> {
