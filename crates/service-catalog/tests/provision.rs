@@ -572,11 +572,10 @@ async fn a_controller_killed_again_and_again_still_converges_without_duplicates(
         instances
             .create(&PostParams::default(), &instance(name, plan, json!({}))?)
             .await?;
-        if i % 2 == 0 {
-            let binding: ServiceBinding = serde_json::from_value(json!({
-                "metadata": {"name": name}, "spec": {"instanceRef": {"name": name}}}))?;
-            bindings.create(&PostParams::default(), &binding).await?;
-        }
+        // Bindings of the HA plan are asynchronous too.
+        let binding: ServiceBinding = serde_json::from_value(json!({
+            "metadata": {"name": name}, "spec": {"instanceRef": {"name": name}}}))?;
+        bindings.create(&PostParams::default(), &binding).await?;
     }
     // SIGKILL the controller at random moments while it provisions, polls and binds.
     for _ in 0..6 {
@@ -589,7 +588,7 @@ async fn a_controller_killed_again_and_again_still_converges_without_duplicates(
     for name in &names {
         instance_with(&instances, name, "Ready", "True").await?;
     }
-    for name in names.iter().step_by(2) {
+    for name in &names {
         eventually("a binding after the crashes", || async {
             let binding = bindings.get(name).await?;
             Ok(condition(
@@ -609,6 +608,41 @@ async fn a_controller_killed_again_and_again_still_converges_without_duplicates(
             "{name} is at the broker"
         );
         ids.push(id);
+    }
+    // Updates (new parameters), with kills in between: each instance ends up reconciled at its
+    // latest generation, and the broker holds the new parameters.
+    for (i, name) in names.iter().enumerate() {
+        instances
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"parameters": {"storageGB": 10 + i}}})),
+            )
+            .await?;
+    }
+    for _ in 0..4 {
+        tokio::time::sleep(jitter(100..600)).await;
+        if let Some(controller) = setup.controller.take() {
+            controller.kill().await?;
+        }
+        setup.controller = Some(start_controller(&setup.api).await?);
+    }
+    for (i, name) in names.iter().enumerate() {
+        eventually("an update after the crashes", || async {
+            let instance = instances.get(name).await?;
+            let status = instance.status.clone().unwrap_or_default();
+            let settled = status.reconciled_generation == instance.metadata.generation.unwrap_or(0)
+                && status.current_operation.is_empty()
+                && condition(&status.conditions, "Ready", "True").is_some();
+            Ok(settled.then_some(()))
+        })
+        .await?;
+        let id = instances.get(name).await?.spec.external_id;
+        assert_eq!(
+            at_broker(&url, &id).await?,
+            Some(json!({"storageGB": 10 + i})),
+            "{name} was updated at the broker"
+        );
     }
     // Deleting, with more kills in between, leaves no finalizer stuck and nothing at the broker.
     for name in &names {

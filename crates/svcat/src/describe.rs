@@ -300,7 +300,10 @@ async fn plan(target: &Target, plan: &Value) -> Result<String> {
         .field("Broker", broker_name(plan))
         .field("Free", yes_no(plan, "/spec/free"))
         .optional("Maintenance", text(plan, "/spec/maintenanceInfo/version"));
-    if let Some(seconds) = plan.pointer("/spec/maximumPollingDuration").and_then(Value::as_i64) {
+    if let Some(seconds) = plan
+        .pointer("/spec/maximumPollingDuration")
+        .and_then(Value::as_i64)
+    {
         fields.field("Max Polling", format!("{seconds}s"));
     }
     for (title, pointer) in [
@@ -376,12 +379,18 @@ async fn instance(target: &Target, instance: &Value) -> Result<String> {
 /// The maintenance version an instance runs, and the plan's when it is newer (an update — e.g.
 /// `svcat touch instance` — brings the instance to it).
 async fn maintenance(target: &Target, instance: &Value) -> Result<String> {
-    let running = text(instance, "/status/externalProperties/maintenanceInfo/version");
-    let plan_name = ["/spec/clusterServicePlanRef/name", "/spec/servicePlanRef/name"]
-        .iter()
-        .map(|p| text(instance, p))
-        .find(|n| !n.is_empty())
-        .unwrap_or_default();
+    let running = text(
+        instance,
+        "/status/externalProperties/maintenanceInfo/version",
+    );
+    let plan_name = [
+        "/spec/clusterServicePlanRef/name",
+        "/spec/servicePlanRef/name",
+    ]
+    .iter()
+    .map(|p| text(instance, p))
+    .find(|n| !n.is_empty())
+    .unwrap_or_default();
     if running.is_empty() || plan_name.is_empty() {
         return Ok(running.to_string());
     }
