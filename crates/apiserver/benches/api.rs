@@ -1,4 +1,6 @@
-//! The API server's baseline over real HTTP on loopback with a SQLite store (fsync on). Run:
+//! The API server over real HTTP on loopback, side by side on its two stores in one run: the
+//! embedded SQLite store (fsync on), then a real etcd (Debian `etcd-server`, started here; left
+//! out with a note when it is not installed). Run:
 //!
 //!     cargo bench -p apiserver --bench api
 //!
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use apiserver::{ApiServer, Registry};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
+use storage::Store;
 use storage::sqlite::{SqliteOptions, SqliteStore};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -53,12 +56,18 @@ where
     Ok((count as f64 / started.elapsed().as_secs_f64(), latencies))
 }
 
-fn row(name: &str, ops: f64, latencies: &[Duration]) {
-    println!(
-        "| {name} | {ops:.0} | {:.2} | {:.2} |",
-        percentile(latencies, 0.5),
-        percentile(latencies, 0.99)
-    );
+/// Rows of one store's run: (operation, "ops/s | p50 ms | p99 ms").
+type Rows = Vec<(String, String)>;
+
+fn row(rows: &mut Rows, name: &str, ops: f64, latencies: &[Duration]) {
+    rows.push((
+        name.to_string(),
+        format!(
+            "{ops:.0} | {:.2} | {:.2}",
+            percentile(latencies, 0.5),
+            percentile(latencies, 0.99)
+        ),
+    ));
 }
 
 fn rss_mib() -> f64 {
@@ -76,10 +85,42 @@ fn rss_mib() -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(SqliteOptions {
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteOptions {
         compaction: None,
         ..SqliteOptions::new(dir.path().join("db"))
     })?);
+    let sqlite_rows = suite(sqlite, true).await?;
+    let etcd_rows = match test_support::EtcdProcess::start().await {
+        Ok(etcd) => {
+            let store = storage_etcd::EtcdStore::connect(storage_etcd::EtcdOptions::new(
+                vec![etcd.endpoint.clone()],
+                "/bench/",
+            ))
+            .await?;
+            let rows = suite(Arc::new(store), false).await?;
+            drop(etcd);
+            Some(rows)
+        }
+        Err(error) => {
+            eprintln!("etcd is not available ({error}); SQLite only");
+            None
+        }
+    };
+    println!("\n| operation | SQLite ops/s | p50 ms | p99 ms | etcd ops/s | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for (i, (name, cells)) in sqlite_rows.iter().enumerate() {
+        let etcd = etcd_rows
+            .as_ref()
+            .and_then(|rows| rows.get(i))
+            .map_or("| |".to_string(), |(_, cells)| cells.clone());
+        println!("| {name} | {cells} | {etcd} |");
+    }
+    Ok(())
+}
+
+/// One store's run; `fill` goes on to 100,000 objects for the memory figure.
+async fn suite(store: Arc<dyn Store>, fill: bool) -> Result<Rows> {
+    let mut rows = Rows::new();
     let server = Arc::new(ApiServer::new(store, Registry::standalone_core())?);
     server.bootstrap().await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -89,8 +130,6 @@ async fn main() -> Result<()> {
         .pool_max_idle_per_host(128)
         .build()?;
 
-    println!("| operation | ops/s | p50 ms | p99 ms |");
-    println!("|---|---|---|---|");
     for (concurrency, count) in [(1, 2_000), (64, 8_000)] {
         let (http, url) = (http.clone(), url.clone());
         let (ops, latencies) = measure(count, concurrency, move |i| {
@@ -109,6 +148,7 @@ async fn main() -> Result<()> {
         })
         .await?;
         row(
+            &mut rows,
             &format!("create, {concurrency} concurrent"),
             ops,
             &latencies,
@@ -131,7 +171,7 @@ async fn main() -> Result<()> {
             }
         })
         .await?;
-        row("get, 1 client", ops, &latencies);
+        row(&mut rows, "get, 1 client", ops, &latencies);
     }
     for (concurrency, count) in [(1, 2_000), (64, 8_000)] {
         let (http, url) = (http.clone(), url.clone());
@@ -153,6 +193,7 @@ async fn main() -> Result<()> {
         })
         .await?;
         row(
+            &mut rows,
             &format!("update (merge patch), {concurrency} concurrent"),
             ops,
             &latencies,
@@ -186,11 +227,14 @@ async fn main() -> Result<()> {
             .await?;
         assert_eq!(list["items"].as_array().map(Vec::len), Some(10_000));
     }
-    println!(
-        "| list 10,000 objects (~0.6 KiB each) | {:.1} per s | {:.0} ms each | |",
-        5.0 / started.elapsed().as_secs_f64(),
-        started.elapsed().as_secs_f64() * 1e3 / 5.0
-    );
+    rows.push((
+        "list 10,000 objects (~0.6 KiB each)".into(),
+        format!(
+            "{:.1} per s | {:.0} ms each |",
+            5.0 / started.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64() * 1e3 / 5.0
+        ),
+    ));
 
     // Watch fan-out: 100 watchers, event latency from the write's acknowledgement.
     let mut watchers = Vec::new();
@@ -246,12 +290,18 @@ async fn main() -> Result<()> {
         all.extend(watcher.await?);
     }
     all.sort();
-    println!(
-        "| watch fan-out: {events} writes × 100 watchers, delivery latency | {} events | {:.2} | {:.2} |",
-        all.len(),
-        percentile(&all, 0.5),
-        percentile(&all, 0.99)
-    );
+    rows.push((
+        format!("watch fan-out: {events} writes × 100 watchers, delivery latency"),
+        format!(
+            "{} events | {:.2} | {:.2}",
+            all.len(),
+            percentile(&all, 0.5),
+            percentile(&all, 0.99)
+        ),
+    ));
+    if !fill {
+        return Ok(rows);
+    }
     // Fill up to 100,000 objects for the memory figure.
     let existing = 10_000 + 10_000 + events;
     let (http2, url2) = (http.clone(), url.clone());
@@ -271,8 +321,8 @@ async fn main() -> Result<()> {
     })
     .await?;
     println!(
-        "\nRSS of the benchmark process (the server with its watch cache, and the client): {rss_10k:.0} MiB with 10,000 objects, {:.0} MiB with 100,000",
+        "RSS of the benchmark process on SQLite (the server with its watch cache, and the client): {rss_10k:.0} MiB with 10,000 objects, {:.0} MiB with 100,000",
         rss_mib()
     );
-    Ok(())
+    Ok(rows)
 }

@@ -173,6 +173,10 @@ struct StorageArgs {
     etcd_certfile: Option<PathBuf>,
     #[arg(long, requires = "etcd_certfile")]
     etcd_keyfile: Option<PathBuf>,
+    /// How long one storage request may wait for etcd (e.g. while it has no quorum) before the
+    /// API answers 503.
+    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    etcd_request_timeout: Duration,
 }
 
 impl StorageArgs {
@@ -185,6 +189,7 @@ impl StorageArgs {
             etcd_cafile: None,
             etcd_certfile: None,
             etcd_keyfile: None,
+            etcd_request_timeout: Duration::from_secs(30),
         }
     }
 
@@ -199,6 +204,7 @@ impl StorageArgs {
                     self.etcd_servers.clone(),
                     self.etcd_prefix.clone(),
                 );
+                options.request_timeout = self.etcd_request_timeout;
                 if let Some(ca_file) = &self.etcd_cafile {
                     options.tls = Some(storage_etcd::EtcdTls {
                         ca_file: ca_file.clone(),

@@ -11,26 +11,31 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Discovery, Resource as _};
 use serde_json::json;
-use test_support::ServerProcess;
+use test_support::{ServerProcess, TestStorage};
 
-async fn server() -> anyhow::Result<(ServerProcess, Client, tempfile::TempDir)> {
+/// The server, a client, and what must live as long as it (its data dir, its storage: SQLite,
+/// or etcd with `SERVICE_CATALOG_TEST_STORAGE=etcd`).
+async fn server() -> anyhow::Result<(ServerProcess, Client, (tempfile::TempDir, TestStorage))> {
     let dir = tempfile::tempdir()?;
+    let storage = TestStorage::from_env().await?;
     let data = dir.path().to_string_lossy().into_owned();
-    let process = ServerProcess::start(
-        env!("CARGO_BIN_EXE_service-catalog"),
-        &[
-            "apiserver",
-            "--data-dir",
-            &data,
-            "--listen",
-            "127.0.0.1:0",
-            "--plain-http",
-        ],
-    )
-    .await?;
+    let mut args: Vec<String> = [
+        "apiserver",
+        "--data-dir",
+        &data,
+        "--listen",
+        "127.0.0.1:0",
+        "--plain-http",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(storage.args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let process = ServerProcess::start(env!("CARGO_BIN_EXE_service-catalog"), &args).await?;
     let config = kube::Config::new(process.url.parse()?);
     let client = Client::try_from(config)?;
-    Ok((process, client, dir))
+    Ok((process, client, (dir, storage)))
 }
 
 fn configmap(name: &str) -> anyhow::Result<ConfigMap> {

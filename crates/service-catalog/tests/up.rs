@@ -117,3 +117,23 @@ async fn one_command_gives_a_working_catalog_that_survives_a_kill() -> anyhow::R
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_cleanly_and_frees_the_data_dir() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("catalog");
+    let first = up(&data).await?;
+    let client = client(&data).await?;
+    let plans: Api<catalog_api::ClusterServicePlan> = Api::all(client);
+    eventually("the demo broker's plans", || async {
+        Ok((plans.list(&Default::default()).await?.items.len() == 3).then_some(()))
+    })
+    .await?;
+    let status = first.interrupt().await?;
+    assert!(status.success(), "Ctrl-C is a clean exit: {status}");
+    // The store's lock went with it: the next `up` starts on the same data at once.
+    let second = up(&data).await?;
+    let status = second.interrupt().await?;
+    assert!(status.success(), "{status}");
+    Ok(())
+}

@@ -6,6 +6,7 @@
 //! - [`python`]: the project's Python virtualenv (made by `scripts/python-env`).
 //! - [`EtcdProcess`] / [`EtcdCluster`]: a real etcd (Debian's `etcd-server`), alone or three
 //!   members, on free 127.0.0.1 ports with throwaway data, killed when dropped.
+//! - [`TestStorage`]: SQLite or etcd under a test's API server.
 //! - [`workspace_root`], [`workspace_binary`], [`service_catalog_up`], [`refused_url`].
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,42 @@ pub async fn service_catalog_up(data_dir: &Path, extra: &[&str]) -> anyhow::Resu
     let mut args = vec!["up", "--data-dir", &data, "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     ServerProcess::start(workspace_binary("service-catalog"), &args).await
+}
+
+/// Where a test's API server keeps its data: the embedded SQLite store in its data dir (the
+/// default), or — with `SERVICE_CATALOG_TEST_STORAGE=etcd` — a fresh etcd started for the test,
+/// so the same API suites run against both backends (`scripts/test` runs them both ways).
+/// Restarting a server with the same `TestStorage` finds its data again.
+pub struct TestStorage {
+    etcd: Option<EtcdProcess>,
+}
+
+impl TestStorage {
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let etcd = match std::env::var("SERVICE_CATALOG_TEST_STORAGE").as_deref() {
+            Ok("etcd") => Some(EtcdProcess::start().await?),
+            Ok("sqlite") | Err(_) => None,
+            Ok(other) => bail!("SERVICE_CATALOG_TEST_STORAGE={other}: expected sqlite or etcd"),
+        };
+        Ok(Self { etcd })
+    }
+
+    pub fn is_etcd(&self) -> bool {
+        self.etcd.is_some()
+    }
+
+    /// The `service-catalog apiserver` arguments selecting this storage.
+    pub fn args(&self) -> Vec<String> {
+        match &self.etcd {
+            Some(etcd) => vec![
+                "--storage".into(),
+                "etcd".into(),
+                "--etcd-servers".into(),
+                etcd.endpoint.clone(),
+            ],
+            None => Vec::new(),
+        }
+    }
 }
 
 /// A server started for a test; killed when dropped.
@@ -102,13 +139,22 @@ impl ServerProcess {
     }
 
     /// Asks the process to stop (SIGTERM) and waits for its exit status.
-    pub async fn terminate(mut self) -> anyhow::Result<std::process::ExitStatus> {
+    pub async fn terminate(self) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal("-TERM").await
+    }
+
+    /// Ctrl-C: SIGINT, then waits (30 s at most) for the process to exit.
+    pub async fn interrupt(self) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal("-INT").await
+    }
+
+    async fn signal(mut self, signal: &str) -> anyhow::Result<std::process::ExitStatus> {
         let pid = self.child.id().context("the process already exited")?;
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([signal, &pid.to_string()])
             .status()?;
         if !status.success() {
-            bail!("kill -TERM {pid} failed");
+            bail!("kill {signal} {pid} failed");
         }
         Ok(tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??)
     }
@@ -268,6 +314,8 @@ pub struct EtcdProcess {
     pub metrics_url: String,
     child: std::process::Child,
     dir: tempfile::TempDir,
+    /// How it was started, to start it again on the same data.
+    args: Vec<std::ffi::OsString>,
 }
 
 /// The ports and name of one member.
@@ -385,6 +433,7 @@ impl EtcdProcess {
                 .arg(&ca_file)
                 .arg("--client-cert-auth");
         }
+        let args = command.get_args().map(|a| a.to_os_string()).collect();
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -401,7 +450,24 @@ impl EtcdProcess {
             metrics_url,
             child,
             dir,
+            args,
         })
+    }
+
+    /// Starts a killed member again, on its data and ports (it rejoins its cluster). Returns
+    /// once the process runs; the member is healthy only when its cluster has quorum again.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill()?;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("etcd.log"))?;
+        self.child = std::process::Command::new(etcd_binary())
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        Ok(())
     }
 
     /// Waits until `/health` says so; fails early, with etcd's log, if etcd exits.

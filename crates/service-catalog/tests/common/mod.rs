@@ -14,21 +14,27 @@ pub struct ApiServer {
     pub process: ServerProcess,
     pub config: PathBuf,
     pub dir: tempfile::TempDir,
+    /// SQLite, or etcd with `SERVICE_CATALOG_TEST_STORAGE=etcd`; kept while the server runs.
+    pub storage: test_support::TestStorage,
 }
 
 impl ApiServer {
     pub async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let storage = test_support::TestStorage::from_env().await?;
         let data = dir.path().join("data").to_string_lossy().into_owned();
-        let process = ServerProcess::start(
-            BINARY,
-            &["apiserver", "--data-dir", &data, "--listen", "127.0.0.1:0"],
-        )
-        .await?;
+        let mut args: Vec<String> = ["apiserver", "--data-dir", &data, "--listen", "127.0.0.1:0"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(storage.args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = ServerProcess::start(BINARY, &args).await?;
         Ok(Self {
             process,
             config: dir.path().join("data/kubeconfig"),
             dir,
+            storage,
         })
     }
 
