@@ -276,9 +276,10 @@ async fn apiserver(
     storage: StorageArgs,
     tls: TlsArgs,
 ) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     let prepared = prepare_apiserver(&data_dir, listen, &storage, tls).await?;
     announce(&prepared.url, &prepared.kubeconfig);
-    prepared.serve(shutdown_signal()).await
+    prepared.serve(shutdown).await
 }
 
 /// An API server with its store open, its port bound and its kubeconfig written: ready to serve.
@@ -390,20 +391,34 @@ fn announce(url: &str, kubeconfig: &std::path::Path) {
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, let requests in flight finish, end watches cleanly.
-async fn shutdown_signal() {
+///
+/// The handlers are registered when this is called, not when the future is first polled, so a
+/// signal that arrives while the server is still starting stops it cleanly too (instead of the
+/// default action killing it).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        if let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        async move {
+            match (interrupt, terminate) {
+                (Some(mut interrupt), Some(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Writes `<data-dir>/kubeconfig` pointing at this server, so `kubectl --kubeconfig` works at
