@@ -18,8 +18,14 @@ use crate::params::Parameters;
 use crate::resolve;
 use crate::wait::wait;
 
+/// An object the API returned, as svcat shows it (without managedFields, like `get`).
 fn to_value(object: &impl serde::Serialize) -> Result<Value> {
-    serde_json::to_value(object).map_err(|e| Error::Local(format!("encoding: {e}")))
+    let mut value =
+        serde_json::to_value(object).map_err(|e| Error::Local(format!("encoding: {e}")))?;
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    Ok(value)
 }
 
 fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
@@ -144,25 +150,11 @@ pub async fn bind(target: &Target, args: &Bind, output: Output) -> Result<String
     let secret_name = args.secret_name.clone().unwrap_or_else(|| name.clone());
     let mut parameters = Parameters::parse(&args.params)?;
     // The plan's binding schema, when the instance's plan is known.
-    let plan_name = [
-        "/spec/clusterServicePlanRef/name",
-        "/spec/servicePlanRef/name",
-    ]
-    .iter()
-    .map(|p| text(&instance, p))
-    .find(|n| !n.is_empty())
-    .map(str::to_string);
-    if let Some(plan_name) = plan_name {
-        let plans = target.list(KindArg::Plans, Scope::All).await?;
-        if let Some(plan) = plans.iter().find(|p| {
-            kube_name(p) == plan_name
-                && (namespace(p).is_empty() || namespace(p) == target.namespace)
-        }) {
-            parameters.check(
-                plan.pointer("/spec/serviceBindingCreateParameterSchema"),
-                &format!("plan {}", external_name(plan)),
-            )?;
-        }
+    if let Some(plan) = crate::objects::instance_plan(target, &instance).await? {
+        parameters.check(
+            plan.pointer("/spec/serviceBindingCreateParameterSchema"),
+            &format!("plan {}", external_name(&plan)),
+        )?;
     }
     let mut spec = Map::new();
     spec.insert("instanceRef".into(), json!({"name": args.instance}));
@@ -218,7 +210,19 @@ pub async fn unbind(
     wait_args: &WaitArgs,
 ) -> Result<String> {
     let names: Vec<String> = match (name, instance) {
-        (Some(name), _) => vec![name.to_string()],
+        (Some(name), Some(instance)) => {
+            // Both given: the binding must be the instance's, or nothing is deleted.
+            let binding = target.get(KindArg::Bindings, name).await?;
+            let bound_to = text(&binding, "/spec/instanceRef/name");
+            if bound_to != instance {
+                return Err(Error::Invalid(format!(
+                    "binding {}/{name} belongs to instance {bound_to}, not {instance}",
+                    target.namespace
+                )));
+            }
+            vec![name.to_string()]
+        }
+        (Some(name), None) => vec![name.to_string()],
         (None, Some(instance)) => {
             // The instance must exist, so a typo is "not found" rather than "nothing to do".
             target.get(KindArg::Instances, instance).await?;
@@ -342,26 +346,30 @@ async fn wait_for_broker(
     let started = std::time::Instant::now();
     loop {
         let brokers = target.list(KindArg::Brokers, scope).await?;
-        if let Some(broker) = brokers.into_iter().find(|b| {
+        let found = brokers.into_iter().find(|b| {
             kube_name(b) == name && (scope == Scope::Cluster || namespace(b) == target.namespace)
-        }) {
-            match status_word(&broker).as_str() {
-                "Ready" => return Ok(broker),
+        });
+        if let Some(broker) = &found {
+            match status_word(broker).as_str() {
+                "Ready" => return Ok(broker.clone()),
                 "Failed" => {
                     return Err(Error::Failed(format!(
                         "broker {name} failed: {}",
-                        crate::objects::status_message(&broker)
+                        crate::objects::status_message(broker)
                     )));
                 }
                 _ => {}
             }
-            if started.elapsed() >= timeout {
-                return Err(Error::TimedOut(format!(
+        }
+        if started.elapsed() >= timeout {
+            return Err(match &found {
+                Some(broker) => Error::TimedOut(format!(
                     "timed out waiting for broker {name}; it is {}: {}",
-                    status_word(&broker),
-                    crate::objects::status_message(&broker)
-                )));
-            }
+                    status_word(broker),
+                    crate::objects::status_message(broker)
+                )),
+                None => Error::NotFound(format!("broker {name}: gone while waiting")),
+            });
         }
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
@@ -418,8 +426,8 @@ async fn bump(
             Err(e) => return Err(Error::from_kube(who, e)),
         }
     }
-    Err(Error::Failed(format!(
-        "{who}: kept changing under us; try again"
+    Err(Error::Local(format!(
+        "{who}: changed by others five times while we tried; try again"
     )))
 }
 

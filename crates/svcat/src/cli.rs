@@ -124,7 +124,8 @@ pub enum Command {
     /// Remove a broker registration (its classes and plans go once unused).
     Deregister {
         name: String,
-        #[arg(long, value_enum, default_value_t = Scope::Cluster)]
+        /// `cluster` (a ClusterServiceBroker) or `namespace` (a ServiceBroker).
+        #[arg(long, default_value = "cluster", value_parser = parse_register_scope)]
         scope: Scope,
     },
     /// Ask the controller to act again.
@@ -193,7 +194,8 @@ pub enum SyncWhat {
     /// Fetch a broker's catalog again now (bumps spec.relistRequests).
     Broker {
         name: String,
-        #[arg(long, value_enum, default_value_t = Scope::Cluster)]
+        /// `cluster` (a ClusterServiceBroker) or `namespace` (a ServiceBroker).
+        #[arg(long, default_value = "cluster", value_parser = parse_register_scope)]
         scope: Scope,
     },
 }

@@ -139,8 +139,16 @@ fn parameters_from(object: &Value) -> String {
         .collect()
 }
 
-/// Recent events about an object, oldest first.
+/// Recent events about an object, oldest first; a line saying why when they cannot be read (no
+/// right to list events, say) — the rest of the description is still worth showing.
 async fn events(target: &Target, object: &Value) -> Result<String> {
+    match object_events(target, object).await {
+        Ok(table) => Ok(table),
+        Err(error) => Ok(format!("<cannot list events: {error}>\n")),
+    }
+}
+
+async fn object_events(target: &Target, object: &Value) -> Result<String> {
     let kind = text(object, "/kind");
     let name = kube_name(object);
     let selector = format!("regarding.name={name},regarding.kind={kind}");
@@ -152,7 +160,16 @@ async fn events(target: &Target, object: &Value) -> Result<String> {
     .list(&ListParams::default().fields(&selector))
     .await
     .map_err(|e| Error::from_kube(format!("events of {name}"), e))?;
-    let mut events = list.items;
+    // Only this object's: an earlier object of the same name had another UID.
+    let uid = text(object, "/metadata/uid");
+    let mut events: Vec<Event> = list
+        .items
+        .into_iter()
+        .filter(|e| {
+            let theirs = e.regarding.as_ref().and_then(|r| r.uid.as_deref());
+            uid.is_empty() || theirs.is_none_or(|theirs| theirs == uid)
+        })
+        .collect();
     events.sort_by_key(event_time);
     let mut table = Table::new(vec!["TYPE", "REASON", "LAST SEEN", "MESSAGE"]);
     for event in events.iter().rev().take(10).rev() {
@@ -394,13 +411,9 @@ async fn maintenance(target: &Target, instance: &Value) -> Result<String> {
     if running.is_empty() || plan_name.is_empty() {
         return Ok(running.to_string());
     }
-    let plans = target.list(KindArg::Plans, Scope::All).await?;
-    let offered = plans
-        .iter()
-        .find(|p| {
-            kube_name(p) == plan_name
-                && (namespace(p).is_empty() || namespace(p) == namespace(instance))
-        })
+    let plan = crate::objects::instance_plan(target, instance).await?;
+    let offered = plan
+        .as_ref()
         .map(|p| text(p, "/spec/maintenanceInfo/version"))
         .unwrap_or_default();
     Ok(if offered.is_empty() || offered == running {

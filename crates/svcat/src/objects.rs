@@ -80,11 +80,26 @@ impl Target {
     pub async fn list(&self, kind: KindArg, scope: Scope) -> Result<Vec<Value>> {
         let mut all = Vec::new();
         for resource in resources(kind, scope) {
-            let list = self
-                .api(&resource)
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| Error::from_kube(format!("listing {}s", resource.noun), e))?;
+            let list = match self.api(&resource).list(&ListParams::default()).await {
+                Ok(list) => list,
+                // Not served: the catalog is not installed, or (like the original's feature
+                // gate) without its namespaced kinds. Looking at both scopes, skip that one.
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    if scope == Scope::All && resource.namespaced && kind_has_both_scopes(kind) {
+                        continue;
+                    }
+                    return Err(Error::Local(format!(
+                        "the API server does not serve {} ({}): is the Service Catalog installed?",
+                        resource.api.plural, resource.api.api_version
+                    )));
+                }
+                Err(e) => {
+                    return Err(Error::from_kube(
+                        format!("listing {}", resource.api.plural),
+                        e,
+                    ));
+                }
+            };
             for item in list.items {
                 all.push(plain(&item, &resource)?);
             }
@@ -111,11 +126,45 @@ impl Target {
     }
 }
 
+fn kind_has_both_scopes(kind: KindArg) -> bool {
+    matches!(kind, KindArg::Brokers | KindArg::Classes | KindArg::Plans)
+}
+
+/// The plan an instance is on, looked up in the instance's own scope (a namespaced instance's
+/// plan is a ServicePlan in its namespace, even when a cluster plan has the same name).
+pub async fn instance_plan(target: &Target, instance: &Value) -> Result<Option<Value>> {
+    let (scope, name) = match text(instance, "/spec/clusterServicePlanRef/name") {
+        "" => (
+            Scope::Namespace,
+            text(instance, "/spec/servicePlanRef/name"),
+        ),
+        cluster => (Scope::Cluster, cluster),
+    };
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let here = Target {
+        client: target.client.clone(),
+        namespace: namespace(instance).to_string(),
+        all_namespaces: false,
+    };
+    Ok(here
+        .list(KindArg::Plans, scope)
+        .await?
+        .into_iter()
+        .find(|p| kube_name(p) == name))
+}
+
 /// An object as svcat shows it: with apiVersion and kind (lists leave them off their items), and
 /// without managedFields, which kubectl hides too.
 fn plain(object: &DynamicObject, resource: &Resource) -> Result<Value> {
-    let mut value = serde_json::to_value(object)
+    let value = serde_json::to_value(object)
         .map_err(|e| Error::Local(format!("reading a {}: {e}", resource.noun)))?;
+    Ok(shown(value, resource))
+}
+
+/// What `plain` does, for any object as JSON.
+fn shown(mut value: Value, resource: &Resource) -> Value {
     if let Some(map) = value.as_object_mut() {
         map.insert("apiVersion".into(), resource.api.api_version.clone().into());
         map.insert("kind".into(), resource.api.kind.clone().into());
@@ -123,7 +172,7 @@ fn plain(object: &DynamicObject, resource: &Resource) -> Result<Value> {
     if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         metadata.remove("managedFields");
     }
-    Ok(value)
+    value
 }
 
 /// A string field by JSON pointer, or "".

@@ -177,7 +177,12 @@ mod tests {
     #[test]
     fn required_properties_may_come_from_a_secret() {
         let mut without = Parameters::parse(&args(&["ha=true"], None, &[])).unwrap_or_default();
-        assert!(without.check(Some(&schema()), "plan x").is_err());
+        let error = without
+            .check(Some(&schema()), "plan x")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("\"size\" is a required property"), "{error}");
         let mut with =
             Parameters::parse(&args(&["ha=true"], None, &["db[params]"])).unwrap_or_default();
         assert!(with.check(Some(&schema()), "plan x").is_ok());

@@ -48,7 +48,9 @@ pub async fn class_and_plan(
         namespace: target.namespace.clone(),
         all_namespaces: false,
     };
-    let classes = here.list(KindArg::Classes, scope).await?;
+    let mut classes = here.list(KindArg::Classes, scope).await?;
+    // A class its broker no longer offers takes no new instances.
+    classes.retain(|c| c.pointer("/status/removedFromBrokerCatalog") != Some(&Value::Bool(true)));
     let by_kube_name: Vec<&Value> = classes
         .iter()
         .filter(usable_here(target))
@@ -91,6 +93,12 @@ pub async fn class_and_plan(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    if own.is_empty() {
+        return Err(Error::NotFound(format!(
+            "class {} has no plans available (its broker offers none, or they were removed)",
+            external_name(class)
+        )));
+    }
     let plan = match plan_name {
         None if own.len() == 1 => own[0],
         None => {

@@ -91,10 +91,22 @@ pub async fn wait(
                 Ok(object) => {
                     line = state_line(&object);
                     let word = status_word(&object);
-                    if word == "Failed" && until == WaitFor::Ready {
+                    // Failed counts once the controller is done with the latest spec (a Failed
+                    // condition left from before an update is not the answer yet).
+                    if word == "Failed" && until == WaitFor::Ready && settled(&object) {
                         finish("✗", &line);
                         return Err(Error::Failed(format!(
                             "{who} failed: {}",
+                            status_message(&object)
+                        )));
+                    }
+                    let teardown = ["/status/deprovisionStatus", "/status/unbindStatus"]
+                        .iter()
+                        .any(|p| text(&object, p) == "Failed");
+                    if until == WaitFor::Deleted && teardown {
+                        finish("✗", &line);
+                        return Err(Error::Failed(format!(
+                            "{who} could not be removed at the broker: {}",
                             status_message(&object)
                         )));
                     }

@@ -332,6 +332,19 @@ async fn mistakes_are_short_errors_with_distinct_exit_codes() -> anyhow::Result<
         "{run:?}"
     );
 
+    // `unbind INSTANCE --name B` deletes B only if it is INSTANCE's binding.
+    catalog
+        .svcat(&["bind", "bad", "--name", "b1"])
+        .await?
+        .ok()?;
+    let run = catalog.svcat(&["unbind", "other", "--name", "b1"]).await?;
+    refused(
+        &run,
+        2,
+        &["binding default/b1 belongs to instance bad, not other"],
+    );
+    catalog.svcat(&["get", "binding", "b1"]).await?.ok()?;
+
     // Waiting runs out: exit 5, saying where things stand.
     let run = catalog
         .svcat(&[
@@ -456,6 +469,50 @@ async fn the_same_class_from_two_brokers_is_ambiguous_until_narrowed() -> anyhow
     assert!(
         run.stdout
             .contains("clusterServiceClassName: 3f1b6a2e-6c5d-4b8e-9a55-0d1f7e6f3a10"),
+        "{run:?}"
+    );
+    assert!(
+        !run.stdout.contains("managedFields"),
+        "hidden, as kubectl does"
+    );
+
+    // Another namespace: listed with -A, not without.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(catalog.client().await?);
+    namespaces
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "elsewhere"}}))?,
+        )
+        .await?;
+    catalog
+        .svcat(&[
+            "provision",
+            "far",
+            "-n",
+            "elsewhere",
+            "--class",
+            "user-provided-service",
+            "--scope",
+            "cluster",
+        ])
+        .await?
+        .ok()?;
+    let here = catalog.svcat(&["get", "instances"]).await?.ok()?;
+    assert!(!here.stdout.contains("far"), "{here:?}");
+    let everywhere = catalog.svcat(&["get", "instances", "-A"]).await?.ok()?;
+    assert!(
+        everywhere.stdout.contains("far    elsewhere")
+            && everywhere.stdout.contains("db     default"),
+        "{everywhere:?}"
+    );
+
+    // A broker is cluster-wide or namespaced; `all` makes no sense for one broker.
+    let run = catalog
+        .svcat(&["deregister", "team", "--scope", "all"])
+        .await?;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("either `cluster` or `namespace`"),
         "{run:?}"
     );
     catalog
