@@ -274,16 +274,14 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
         Ok(response) => response,
         Err(error) => {
             if error.requires_orphan_mitigation() {
-                let unbound = client
-                    .unbind(
-                        &instance.spec.external_id,
-                        &binding.spec.external_id,
-                        &resolved.service_id(),
-                        &resolved.plan_id(),
-                        &osb::call_options(true, binding.spec.user_info.as_ref()),
-                    )
-                    .await;
-                tracing::warn!(binding = %key(binding), ?unbound, "bind failed ambiguously: unbound to mitigate an orphan");
+                unbind_orphan(
+                    &client,
+                    binding,
+                    &instance,
+                    &resolved,
+                    "bind failed ambiguously",
+                )
+                .await;
             }
             return Err(osb::broker_problem("BindCallFailed", "Bind", &error).into());
         }
@@ -303,6 +301,26 @@ async fn converge(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Err
     }
     let credentials = response.body.credentials.clone().unwrap_or_default();
     inject(ctx, binding, status, credentials).await
+}
+
+/// Orphan mitigation for a bind: the broker may have made what it did not report, so unbind.
+async fn unbind_orphan(
+    client: &osb_client::Client,
+    binding: &ServiceBinding,
+    instance: &ServiceInstance,
+    resolved: &osb::Resolved,
+    why: &str,
+) {
+    let unbound = client
+        .unbind(
+            &instance.spec.external_id,
+            &binding.spec.external_id,
+            &resolved.service_id(),
+            &resolved.plan_id(),
+            &osb::call_options(true, binding.spec.user_info.as_ref()),
+        )
+        .await;
+    tracing::warn!(binding = %key(binding), ?unbound, why, "unbound to mitigate an orphan");
 }
 
 /// Writes the credentials into the Secret and marks the binding ready.
@@ -365,16 +383,8 @@ async fn poll(
         status.async_op_in_progress = false;
         status.last_operation = None;
         write(ctx, binding, status).await?;
-        let unbound = client
-            .unbind(
-                &instance.spec.external_id,
-                &binding.spec.external_id,
-                &resolved.service_id(),
-                &resolved.plan_id(),
-                &osb::call_options(true, binding.spec.user_info.as_ref()),
-            )
-            .await;
-        tracing::warn!(binding = %key(binding), ?unbound, "bind polled past the plan's maximum polling duration: unbound to mitigate an orphan");
+        let why = "bind polled past the plan's maximum polling duration";
+        unbind_orphan(&client, binding, instance, resolved, why).await;
         return Err(Problem::fail(
             "ErrorMaximumPollingDurationExceeded",
             format!(

@@ -12,19 +12,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_service-catalog");
 /// The server on `storage` (SQLite in the data dir, or etcd with
 /// `SERVICE_CATALOG_TEST_STORAGE=etcd`); started again with the same storage, it has its data.
 async fn start(storage: &TestStorage, data_dir: &Path) -> anyhow::Result<ServerProcess> {
-    let dir = data_dir.to_string_lossy().into_owned();
-    let mut args: Vec<String> = [
-        "apiserver",
-        "--data-dir",
-        &dir,
-        "--listen",
-        "127.0.0.1:0",
-        "--plain-http",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    args.extend(storage.args());
+    let args = storage.apiserver_args(data_dir, true);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ServerProcess::start(BINARY, &args).await
 }

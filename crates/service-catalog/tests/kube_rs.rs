@@ -18,19 +18,7 @@ use test_support::{ServerProcess, TestStorage};
 async fn server() -> anyhow::Result<(ServerProcess, Client, (tempfile::TempDir, TestStorage))> {
     let dir = tempfile::tempdir()?;
     let storage = TestStorage::from_env().await?;
-    let data = dir.path().to_string_lossy().into_owned();
-    let mut args: Vec<String> = [
-        "apiserver",
-        "--data-dir",
-        &data,
-        "--listen",
-        "127.0.0.1:0",
-        "--plain-http",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    args.extend(storage.args());
+    let args = storage.apiserver_args(dir.path(), true);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let process = ServerProcess::start(env!("CARGO_BIN_EXE_service-catalog"), &args).await?;
     let config = kube::Config::new(process.url.parse()?);

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use test_support::ServerProcess;
+use test_support::{ServerProcess, broker_fault as fault};
 
 /// The reason of a condition of `type_` that has `status`.
 fn condition(
@@ -381,22 +381,6 @@ async fn instances_provision_update_bind_and_go_away_in_order() -> anyhow::Resul
     assert_eq!(
         at_broker(setup.broker.url(), &ha.spec.external_id).await?,
         None
-    );
-    Ok(())
-}
-
-/// Sets a fault on the reference broker.
-async fn fault(broker: &str, fault: Value) -> anyhow::Result<()> {
-    let response = reqwest::Client::new()
-        .post(format!("{broker}/admin/faults"))
-        .header("content-type", "application/json")
-        .body(fault.to_string())
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "fault refused: {}",
-        response.text().await?
     );
     Ok(())
 }

@@ -44,6 +44,20 @@ fn summary(object: &Value, lines: &[(&str, String)], output: Output) -> Result<S
     Ok(out)
 }
 
+/// The spec fields instances and bindings share: `parameters`, `parametersFrom`, `externalID`.
+fn parameters_and_id(spec: &mut Map<String, Value>, parameters: &Parameters, id: Option<&str>) {
+    if let Some(inline) = parameters.inline_value() {
+        spec.insert("parameters".into(), inline);
+    }
+    let from = parameters.secret_refs();
+    if !from.is_empty() {
+        spec.insert("parametersFrom".into(), Value::Array(from));
+    }
+    if let Some(id) = id {
+        spec.insert("externalID".into(), id.into());
+    }
+}
+
 pub async fn provision(target: &Target, args: &Provision, output: Output) -> Result<String> {
     let choice =
         resolve::class_and_plan(target, &args.class, args.plan.as_deref(), args.scope).await?;
@@ -53,16 +67,7 @@ pub async fn provision(target: &Target, args: &Provision, output: Output) -> Res
         &format!("plan {}", external_name(&choice.plan)),
     )?;
     let mut spec: Map<String, Value> = choice.reference.clone();
-    if let Some(inline) = parameters.inline_value() {
-        spec.insert("parameters".into(), inline);
-    }
-    let from = parameters.secret_refs();
-    if !from.is_empty() {
-        spec.insert("parametersFrom".into(), Value::Array(from));
-    }
-    if let Some(id) = &args.external_id {
-        spec.insert("externalID".into(), id.clone().into());
-    }
+    parameters_and_id(&mut spec, &parameters, args.external_id.as_deref());
     let instance: ServiceInstance = from_value(json!({
         "apiVersion": catalog_api::API_VERSION, "kind": "ServiceInstance",
         "metadata": {"name": args.name, "namespace": target.namespace},
@@ -159,16 +164,7 @@ pub async fn bind(target: &Target, args: &Bind, output: Output) -> Result<String
     let mut spec = Map::new();
     spec.insert("instanceRef".into(), json!({"name": args.instance}));
     spec.insert("secretName".into(), secret_name.clone().into());
-    if let Some(inline) = parameters.inline_value() {
-        spec.insert("parameters".into(), inline);
-    }
-    let from = parameters.secret_refs();
-    if !from.is_empty() {
-        spec.insert("parametersFrom".into(), Value::Array(from));
-    }
-    if let Some(id) = &args.external_id {
-        spec.insert("externalID".into(), id.clone().into());
-    }
+    parameters_and_id(&mut spec, &parameters, args.external_id.as_deref());
     let binding: ServiceBinding = from_value(json!({
         "apiVersion": catalog_api::API_VERSION, "kind": "ServiceBinding",
         "metadata": {"name": name, "namespace": target.namespace},

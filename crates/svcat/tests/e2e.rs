@@ -4,10 +4,11 @@
 
 mod common;
 
-use common::{Catalog, demo_broker, fault};
+use common::{Catalog, demo_broker};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde_json::json;
+use test_support::broker_fault as fault;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_registers_provisions_binds_and_cleans_up() -> anyhow::Result<()> {

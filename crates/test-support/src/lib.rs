@@ -54,6 +54,23 @@ pub async fn service_catalog_up(data_dir: &Path, extra: &[&str]) -> anyhow::Resu
     ServerProcess::start(workspace_binary("service-catalog"), &args).await
 }
 
+/// Sets a fault on a reference broker (`POST /admin/faults`), e.g.
+/// `{"endpoint": "provision", "response": {"kind": "error", "status": 500}}`.
+pub async fn broker_fault(broker_url: &str, fault: serde_json::Value) -> anyhow::Result<()> {
+    let response = reqwest::Client::new()
+        .post(format!("{}/admin/faults", broker_url.trim_end_matches('/')))
+        .header("content-type", "application/json")
+        .body(fault.to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "fault refused: {}",
+        response.text().await?
+    );
+    Ok(())
+}
+
 /// Where a test's API server keeps its data: the embedded SQLite store in its data dir (the
 /// default), or — with `SERVICE_CATALOG_TEST_STORAGE=etcd` — a fresh etcd started for the test,
 /// so the same API suites run against both backends (`scripts/test` runs them both ways).
@@ -74,6 +91,23 @@ impl TestStorage {
 
     pub fn is_etcd(&self) -> bool {
         self.etcd.is_some()
+    }
+
+    /// `service-catalog apiserver` on a free loopback port, its data (and kubeconfig) in
+    /// `data_dir`, on this storage.
+    pub fn apiserver_args(&self, data_dir: &Path, plain_http: bool) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "apiserver".into(),
+            "--data-dir".into(),
+            data_dir.to_string_lossy().into_owned(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        if plain_http {
+            args.push("--plain-http".into());
+        }
+        args.extend(self.args());
+        args
     }
 
     /// The `service-catalog apiserver` arguments selecting this storage.

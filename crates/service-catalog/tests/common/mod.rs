@@ -22,12 +22,7 @@ impl ApiServer {
     pub async fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let storage = test_support::TestStorage::from_env().await?;
-        let data = dir.path().join("data").to_string_lossy().into_owned();
-        let mut args: Vec<String> = ["apiserver", "--data-dir", &data, "--listen", "127.0.0.1:0"]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-        args.extend(storage.args());
+        let args = storage.apiserver_args(&dir.path().join("data"), false);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let process = ServerProcess::start(BINARY, &args).await?;
         Ok(Self {

@@ -122,19 +122,3 @@ pub async fn demo_broker() -> anyhow::Result<reference_broker::RunningBroker> {
     )
     .await?)
 }
-
-/// Sets a fault on a reference broker (`/admin/faults`).
-pub async fn fault(broker: &str, fault: serde_json::Value) -> anyhow::Result<()> {
-    let response = reqwest::Client::new()
-        .post(format!("{broker}/admin/faults"))
-        .header("content-type", "application/json")
-        .body(fault.to_string())
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "fault refused: {}",
-        response.text().await?
-    );
-    Ok(())
-}
