@@ -66,7 +66,7 @@ async fn check(
     let mut transcript = String::new();
     for args in commands {
         let run = catalog.svcat(args).await?;
-        transcript.push_str(&format!("$ svcat {}\n", args.join(" ")));
+        transcript.push_str(&normalizer.apply(&format!("$ svcat {}\n", args.join(" "))));
         transcript.push_str(&normalizer.apply(&run.stdout));
         if run.code != 0 {
             transcript.push_str(&format!(
@@ -273,6 +273,57 @@ async fn every_command_prints_what_the_golden_files_show() -> anyhow::Result<()>
             vec!["deprovision", "ha", "--wait"],
             vec!["deprovision", "db"],
             vec!["wait", "instance", "db", "--for", "deleted"],
+        ],
+        &mut differences,
+    )
+    .await?;
+
+    // Brokers: a team registers the demo broker in its namespace, in each output format.
+    let demo = catalog
+        .svcat(&["get", "broker", "demo", "-o", "json"])
+        .await?;
+    let demo: serde_json::Value = serde_json::from_str(&demo.stdout)?;
+    let url = demo["spec"]["url"].as_str().unwrap_or_default().to_string();
+    check(
+        &catalog,
+        &normalizer,
+        "register",
+        &[
+            vec![
+                "register",
+                "team",
+                "--scope",
+                "namespace",
+                "--url",
+                &url,
+                "--wait",
+            ],
+            vec![
+                "register",
+                "team-json",
+                "--scope",
+                "namespace",
+                "--url",
+                &url,
+                "-o",
+                "json",
+            ],
+            vec![
+                "register",
+                "team-yaml",
+                "--scope",
+                "namespace",
+                "--url",
+                &url,
+                "-o",
+                "yaml",
+                "--relist-behavior",
+                "Manual",
+            ],
+            vec!["deregister", "team-json", "--scope", "namespace"],
+            vec!["deregister", "team-yaml", "--scope", "namespace"],
+            vec!["deregister", "team", "--scope", "namespace"],
+            vec!["version", "--client"],
         ],
         &mut differences,
     )
