@@ -134,6 +134,8 @@ impl ApiServer {
                     "the server could not find the requested resource",
                 )
             })
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY))
+            .layer(axum::middleware::map_response(too_large_as_status))
             .with_state(self)
     }
 
@@ -345,6 +347,28 @@ fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "NotFound",
         "the server could not find the requested resource",
+    )
+    .into_response()
+}
+
+/// The largest request body accepted, as kube-apiserver's (3 MiB).
+pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
+
+/// A body over the limit is refused by axum's extractor with plain text; clients expect a
+/// Kubernetes `Status`, worded as kube-apiserver words it.
+async fn too_large_as_status(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        format!("Request entity too large: limit is {MAX_REQUEST_BODY}"),
     )
     .into_response()
 }

@@ -244,6 +244,11 @@ impl ApiError {
                 error
             }
             StorageError::WatchClosed { reason } => Self::expired(reason),
+            StorageError::TooLarge(message) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                format!("Request entity too large for the store: {message}"),
+            ),
             StorageError::Unavailable(message) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",

@@ -451,3 +451,91 @@ fn deletion_waits_for_the_finalizer(kubectl: &Path, config: &Path) -> anyhow::Re
     assert!(deleted && stdout.contains("deleted"), "{stdout}{stderr}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_bodies_get_clear_statuses_and_the_server_stays_up() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let storage = TestStorage::from_env().await?;
+    let server = start(&storage, &dir.path().join("data")).await?;
+    let url = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let http = reqwest::Client::new();
+    let post = |body: Vec<u8>| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let response = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let code = response.status().as_u16();
+            let status: serde_json::Value = response.json().await?;
+            anyhow::Ok((code, status))
+        }
+    };
+    let configmap = |name: &str, size: usize| {
+        serde_json::json!({"metadata": {"name": name}, "data": {"x": "a".repeat(size)}})
+            .to_string()
+            .into_bytes()
+    };
+
+    // Up to kube-apiserver's 3 MiB a body is read; past it, a 413 Status says the limit. etcd
+    // refuses values over its own 1.5 MiB request limit: a 413 too, not an outage.
+    let (code, status) = post(configmap("under-the-limit", 2_900_000)).await?;
+    if storage.is_etcd() {
+        assert_eq!(code, 413, "{status}");
+        assert_eq!(status["reason"], "RequestEntityTooLarge");
+    } else {
+        assert_eq!(code, 201, "{status}");
+    }
+    let (code, status) = post(configmap("too-big", 4 * 1024 * 1024)).await?;
+    assert_eq!(code, 413, "{status}");
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "RequestEntityTooLarge");
+    assert_eq!(
+        status["message"],
+        "Request entity too large: limit is 3145728"
+    );
+
+    // JSON nested past any sane depth, and bytes that are not UTF-8: 400s that say why.
+    let mut nested = br#"{"metadata": {"name": "nested"}, "data": "#.to_vec();
+    nested.extend(std::iter::repeat_n(b'[', 100_000));
+    nested.extend(std::iter::repeat_n(b']', 100_000));
+    nested.push(b'}');
+    let (code, status) = post(nested).await?;
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("recursion limit")),
+        "{status}"
+    );
+    let (code, status) = post(b"{\"metadata\": {\"name\": \"\xff\xfe\"}}".to_vec()).await?;
+    assert_eq!(code, 400, "{status}");
+    assert_eq!(status["kind"], "Status");
+
+    // Nothing refused was stored, and the server still answers.
+    let names: Vec<String> = http
+        .get(&url)
+        .send()
+        .await?
+        .json::<serde_json::Value>()
+        .await?["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["metadata"]["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let stored: Vec<String> = if storage.is_etcd() {
+        Vec::new()
+    } else {
+        vec!["under-the-limit".to_string()]
+    };
+    assert_eq!(names, stored);
+    let version = http.get(format!("{}/version", server.url)).send().await?;
+    assert_eq!(version.status().as_u16(), 200);
+    Ok(())
+}

@@ -313,7 +313,16 @@ impl EtcdStore {
     }
 
     fn failed(&self, what: &str, error: &etcd_client::Error) -> StorageError {
-        self.unavailable(what, describe(error))
+        let description = describe(error);
+        // etcd refuses requests over its --max-request-bytes (and its gRPC server messages over
+        // its receive limit): the caller's value is at fault, not an outage.
+        if description.contains("request is too large") || description.contains("larger than max") {
+            return StorageError::TooLarge(format!(
+                "etcd at {}: {what}: {description}",
+                self.endpoints
+            ));
+        }
+        self.unavailable(what, description)
     }
 
     /// Runs a request (made afresh by `request` for each attempt) within the request timeout.

@@ -128,6 +128,9 @@ pub enum StorageError {
     WatchClosed { reason: String },
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The store refuses a value this large (etcd's `--max-request-bytes`, 1.5 MiB by default).
+    #[error("value too large for the store: {0}")]
+    TooLarge(String),
 }
 
 /// The storage interface: etcd's model, narrowed to what a Kubernetes API server uses.
