@@ -25,14 +25,6 @@ use serde_json::{Map, Value, json};
 use crate::instance::Context;
 use crate::osb::{self, Error, Problem};
 
-fn key(binding: &ServiceBinding) -> String {
-    format!(
-        "{}/{}",
-        binding.namespace().unwrap_or_default(),
-        binding.name_any()
-    )
-}
-
 async fn write(
     ctx: &Context,
     binding: &ServiceBinding,
@@ -43,7 +35,7 @@ async fn write(
 
 pub async fn reconcile(binding: Arc<ServiceBinding>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _busy = ctx.metrics.busy("ServiceBinding");
-    let key = key(&binding);
+    let key = osb::key(&*binding);
     if let Some(wait) = ctx.backoff.remaining(&key) {
         return Ok(Action::requeue(wait));
     }
@@ -68,8 +60,8 @@ pub async fn reconcile(binding: Arc<ServiceBinding>, ctx: Arc<Context>) -> Resul
 }
 
 pub fn error_policy(binding: Arc<ServiceBinding>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.fail(&key(&binding));
-    tracing::warn!(binding = %key(&binding), %error, retry_in = ?delay, "reconcile failed");
+    let delay = ctx.backoff.fail(&osb::key(&*binding));
+    tracing::warn!(binding = %osb::key(&*binding), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -93,10 +85,10 @@ async fn report(
         problem.reason,
         &problem.message,
     );
-    tracing::warn!(binding = %key(binding), reason = problem.reason, message = %problem.message, "binding not ready");
+    tracing::warn!(binding = %osb::key(binding), reason = problem.reason, message = %problem.message, "binding not ready");
     if problem.retriable {
         write(ctx, binding, status).await?;
-        return Ok(Action::requeue(ctx.backoff.fail(&key(binding))));
+        return Ok(Action::requeue(ctx.backoff.fail(&osb::key(binding))));
     }
     osb::set_condition(
         &mut status.conditions,
@@ -320,7 +312,7 @@ async fn unbind_orphan(
             &osb::call_options(true, binding.spec.user_info.as_ref()),
         )
         .await;
-    tracing::warn!(binding = %key(binding), ?unbound, why, "unbound to mitigate an orphan");
+    tracing::warn!(binding = %osb::key(binding), ?unbound, why, "unbound to mitigate an orphan");
 }
 
 /// Writes the credentials into the Secret and marks the binding ready.
@@ -688,7 +680,7 @@ async fn delete(binding: &ServiceBinding, ctx: &Context) -> Result<Action, Error
                 }
             }
             Err(Error::Problem(problem)) => {
-                tracing::warn!(binding = %key(binding), %problem, "cannot unbind; letting the binding go");
+                tracing::warn!(binding = %osb::key(binding), %problem, "cannot unbind; letting the binding go");
             }
             Err(other) => return Err(other),
         }

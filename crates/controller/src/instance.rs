@@ -81,14 +81,6 @@ impl Context {
     }
 }
 
-fn key(instance: &ServiceInstance) -> String {
-    format!(
-        "{}/{}",
-        instance.namespace().unwrap_or_default(),
-        instance.name_any()
-    )
-}
-
 /// Writes the status (conditionally on the object's resourceVersion) and records an event
 /// when the Ready condition's reason changed.
 async fn write(
@@ -159,6 +151,22 @@ fn maximum_polling_duration(resolved: &Resolved) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// Ready=False while a provision (or, for a provisioned instance, an update) is under way.
+fn in_progress_condition(status: &mut ServiceInstanceStatus, update: bool, manner: &str) {
+    let (reason, verb) = if update {
+        ("UpdatingInstance", "updated")
+    } else {
+        ("Provisioning", "provisioned")
+    };
+    osb::set_condition(
+        &mut status.conditions,
+        CONDITION_READY,
+        CONDITION_FALSE,
+        reason,
+        &format!("The instance is being {verb}{manner}"),
+    );
+}
+
 /// Ends the current operation in the status.
 fn finish(status: &mut ServiceInstanceStatus) {
     status.current_operation = String::new();
@@ -180,13 +188,13 @@ pub async fn reconcile(instance: Arc<ServiceInstance>, ctx: Arc<Context>) -> Res
 }
 
 pub fn error_policy(instance: Arc<ServiceInstance>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.fail(&key(&instance));
-    tracing::warn!(instance = %key(&instance), %error, retry_in = ?delay, "reconcile failed");
+    let delay = ctx.backoff.fail(&osb::key(&*instance));
+    tracing::warn!(instance = %osb::key(&*instance), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
 async fn reconcile_instance(instance: &ServiceInstance, ctx: &Context) -> Result<Action, Error> {
-    let key = key(instance);
+    let key = osb::key(instance);
     if let Some(wait) = ctx.backoff.remaining(&key) {
         return Ok(Action::requeue(wait));
     }
@@ -230,7 +238,7 @@ async fn report(
         problem.reason,
         &problem.message,
     );
-    tracing::warn!(instance = %key(instance), reason = problem.reason, message = %problem.message, "instance not ready");
+    tracing::warn!(instance = %osb::key(instance), reason = problem.reason, message = %problem.message, "instance not ready");
     // Retries of a provision or update stop once the operation is older than the
     // reconciliation retry duration (the original's rule); a deprovision never gives up.
     let started = osb::elapsed_since(status.operation_start_time.as_ref());
@@ -254,7 +262,7 @@ async fn report(
     };
     if problem.retriable {
         write(ctx, instance, status).await?;
-        return Ok(Action::requeue(ctx.backoff.fail(&key(instance))));
+        return Ok(Action::requeue(ctx.backoff.fail(&osb::key(instance))));
     }
     osb::set_condition(
         &mut status.conditions,
@@ -318,7 +326,7 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
     if orphan_left(&status) && status.current_operation.is_empty() {
         // A failed provision whose orphan mitigation the broker has not confirmed yet, retried
         // with its own backoff (recording each attempt must not trigger the next at once).
-        let orphan_key = format!("{}/orphan", key(instance));
+        let orphan_key = format!("{}/orphan", osb::key(instance));
         if let Some(wait) = ctx.backoff.remaining(&orphan_key) {
             return Ok(Action::requeue(wait));
         }
@@ -407,25 +415,7 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
         if !provisioned {
             status.deprovision_status = STATUS_REQUIRED.into();
         }
-        let message = format!(
-            "The instance is being {}",
-            if provisioned {
-                "updated"
-            } else {
-                "provisioned"
-            }
-        );
-        osb::set_condition(
-            &mut status.conditions,
-            CONDITION_READY,
-            CONDITION_FALSE,
-            if provisioned {
-                "UpdatingInstance"
-            } else {
-                "Provisioning"
-            },
-            &message,
-        );
+        in_progress_condition(&mut status, provisioned, "");
     }
     let instance = &write(ctx, instance, status.clone()).await?;
     let options = osb::call_options(true, instance.spec.user_info.as_ref());
@@ -512,25 +502,7 @@ async fn converge(instance: &ServiceInstance, ctx: &Context) -> Result<Action, E
     if response.accepted == Accepted::Async {
         status.async_op_in_progress = true;
         status.last_operation = response.body.operation.clone();
-        let message = format!(
-            "The instance is being {} asynchronously",
-            if provisioned {
-                "updated"
-            } else {
-                "provisioned"
-            }
-        );
-        osb::set_condition(
-            &mut status.conditions,
-            CONDITION_READY,
-            CONDITION_FALSE,
-            if provisioned {
-                "UpdatingInstance"
-            } else {
-                "Provisioning"
-            },
-            &message,
-        );
+        in_progress_condition(&mut status, provisioned, " asynchronously");
         write(ctx, instance, status).await?;
         return Ok(Action::requeue(ctx.poll_after(None)));
     }
@@ -586,7 +558,7 @@ async fn mitigate_orphan(
     client: &osb_client::Client,
     why: &str,
 ) -> bool {
-    tracing::warn!(instance = %key(instance), why, "deprovisioning to mitigate an orphan");
+    tracing::warn!(instance = %osb::key(instance), why, "deprovisioning to mitigate an orphan");
     let mut status = instance.status.clone().unwrap_or_default();
     status.orphan_mitigation_in_progress = true;
     osb::set_condition(
@@ -762,7 +734,7 @@ async fn polled_too_long(
         "{operation} did not finish within the plan's maximum polling duration ({}s)",
         limit.as_secs()
     );
-    tracing::warn!(instance = %key(instance), %message);
+    tracing::warn!(instance = %osb::key(instance), %message);
     status.async_op_in_progress = false;
     status.last_operation = None;
     if operation == OPERATION_DEPROVISION {
@@ -865,7 +837,7 @@ async fn delete(instance: &ServiceInstance, ctx: &Context) -> Result<Action, Err
         Ok(resolved) => resolved,
         Err(Error::Problem(problem)) => {
             // Nothing to call: the class, plan or broker is gone.
-            tracing::warn!(instance = %key(instance), %problem, "cannot deprovision; letting the instance go");
+            tracing::warn!(instance = %osb::key(instance), %problem, "cannot deprovision; letting the instance go");
             remove_finalizer(ctx, instance).await?;
             return Ok(Action::await_change());
         }

@@ -411,6 +411,15 @@ pub fn check_parameters(schema: Option<&Value>, parameters: Option<&Value>) -> R
     })
 }
 
+/// `namespace/name`: the key an object's backoff and logs go by.
+pub fn key(object: &impl kube::ResourceExt) -> String {
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
 /// How long ago a status time was (None when unset or in the future).
 pub fn elapsed_since(
     time: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,

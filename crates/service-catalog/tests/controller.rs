@@ -8,29 +8,14 @@ mod common;
 use std::time::Duration;
 
 use catalog_api::{ClusterServiceBroker, ServiceBrokerStatus};
-use common::{ApiServer, BINARY, eventually};
+use common::{ApiServer, eventually};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use test_support::ServerProcess;
 
-async fn controller(api: &ApiServer, extra: &[&str]) -> anyhow::Result<ServerProcess> {
-    let config = api.config.to_string_lossy().into_owned();
-    let mut args = vec![
-        "controller-manager",
-        "--kubeconfig",
-        &config,
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--retry-min",
-        "200ms",
-        "--retry-max",
-        "2s",
-    ];
-    args.extend_from_slice(extra);
-    ServerProcess::start(BINARY, &args).await
-}
+use common::controller_manager as controller;
 
 fn dynamic(client: &Client, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
     let resource = match kind {

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use catalog_api::{ServiceBinding, ServiceInstance};
-use common::{ApiServer, BINARY, eventually};
+use common::{ApiServer, eventually};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -79,23 +79,9 @@ async fn start_controller(api: &ApiServer) -> anyhow::Result<ServerProcess> {
 }
 
 async fn start_controller_with(api: &ApiServer, extra: &[&str]) -> anyhow::Result<ServerProcess> {
-    let config = api.config.to_string_lossy().into_owned();
-    let mut args = vec![
-        "controller-manager",
-        "--kubeconfig",
-        &config,
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--leader-elect=false",
-        "--retry-min",
-        "200ms",
-        "--retry-max",
-        "2s",
-        "--polling-interval",
-        "200ms",
-    ];
+    let mut args = vec!["--leader-elect=false", "--polling-interval", "200ms"];
     args.extend_from_slice(extra);
-    ServerProcess::start(BINARY, &args).await
+    common::controller_manager(api, &args).await
 }
 
 async fn setup() -> anyhow::Result<Setup> {

@@ -40,6 +40,25 @@ impl ApiServer {
     }
 }
 
+/// The controller manager as its own process (so a test can kill it), on `api`, with quick
+/// retries; `extra` flags are added.
+pub async fn controller_manager(api: &ApiServer, extra: &[&str]) -> anyhow::Result<ServerProcess> {
+    let config = api.config.to_string_lossy().into_owned();
+    let mut args = vec![
+        "controller-manager",
+        "--kubeconfig",
+        &config,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--retry-min",
+        "200ms",
+        "--retry-max",
+        "2s",
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start(BINARY, &args).await
+}
+
 /// Polls `check` every 100 ms until it yields a value; fails after 30 s naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> anyhow::Result<T>
 where
