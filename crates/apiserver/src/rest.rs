@@ -1094,16 +1094,13 @@ impl Rest {
             objects::set_resource_version(&mut object, current_revision);
             return Ok(json_response(StatusCode::OK, Self::served(kind, object)));
         }
-        // The last finalizer gone from an object being deleted: it goes now.
+        // The last finalizer gone from an object being deleted: it goes now, in one conditional
+        // delete (as kube-apiserver does). Writing the emptied object first and deleting it after
+        // could leave it stored without finalizers, for good, when a write came in between.
         if objects::is_deleting(&object) && objects::finalizers(&object).is_empty() {
-            let written = self
-                .store
-                .update(&key, encode(&object), current_revision)
-                .await
-                .map_err(|e| ApiError::from_storage(e, target.subject()))?;
             let deleted = self
                 .store
-                .delete(&key, written.mod_revision)
+                .delete(&key, current_revision)
                 .await
                 .map_err(|e| ApiError::from_storage(e, target.subject()))?;
             objects::set_resource_version(&mut object, deleted.revision);
