@@ -145,6 +145,12 @@ impl KindCache {
         }
     }
 
+    /// Every object and the revision they are at; `None` until the first load.
+    pub fn snapshot(&self) -> Option<(Revision, Vec<Value>)> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        (state.revision > 0).then(|| (state.revision, state.objects.values().cloned().collect()))
+    }
+
     /// Objects under `prefix` after `after`, filtered, at most `limit` (plus whether more match
     /// beyond it), at a revision ≥ `at_least`. `None` if the cache did not catch up in time.
     pub async fn list(

@@ -50,6 +50,16 @@ impl Admission<'_> {
     }
 }
 
+impl Admission<'_> {
+    /// The RBAC policy as of now, when RBAC decides (`None` otherwise).
+    pub async fn rbac_policy(&self) -> Option<Arc<crate::authz::Policy>> {
+        if !self.rest.rbac_enforced {
+            return None;
+        }
+        Some(self.rest.rbac_policy(true).await)
+    }
+}
+
 /// Defaulting, validation and admission of one kind. The defaults do nothing.
 #[async_trait::async_trait]
 pub trait Strategy: Send + Sync {

@@ -13,6 +13,7 @@
 
 pub mod apply;
 pub mod auth;
+pub mod authz;
 pub mod cache;
 pub mod discovery;
 pub mod kinds;
@@ -21,6 +22,7 @@ pub mod objects;
 pub mod openapi;
 pub mod openapi_pb;
 pub mod protobuf;
+pub mod rbac;
 pub mod rest;
 pub mod selectors;
 pub mod smp;
@@ -39,7 +41,8 @@ use axum::routing::{any, get};
 use serde_json::json;
 use storage::{StorageError, Store};
 
-pub use auth::{Authenticator, UserIdentity};
+pub use auth::{Authentication, Authenticator, UserIdentity};
+pub use authz::{Attributes, Authorizer, Decision};
 pub use kinds::{
     Admission, Column, ColumnValue, Registry, ResourceKind, SpecSubresource, Strategy,
 };
@@ -59,8 +62,27 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// How requests are authorized.
+#[derive(Clone, Default)]
+pub enum Authorization {
+    /// Everything is allowed (in-process test servers; never the binary's choice).
+    #[default]
+    AlwaysAllow,
+    /// The stored RBAC objects decide (standalone mode).
+    Rbac,
+    /// Someone else decides (SubjectAccessReview against the cluster, in aggregated mode).
+    Delegated(Arc<dyn Authorizer>),
+}
+
 pub struct ApiServer {
     rest: rest::Rest,
+    authenticator: Authenticator,
+    authorization: Authorization,
+    /// Objects created at start when missing (and kept current when they say so).
+    bootstrap_objects: Vec<serde_json::Value>,
+    /// CAs whose client certificates the TLS handshake accepts.
+    client_roots: Vec<tls_serve::rustls::pki_types::CertificateDer<'static>>,
+    limits: tls_serve::ServeLimits,
 }
 
 impl ApiServer {
@@ -69,13 +91,80 @@ impl ApiServer {
         let store: Arc<dyn Store> = Arc::new(metrics::MeteredStore::new(store, &metrics));
         Ok(Self {
             rest: rest::Rest::new(store, registry, metrics),
+            authenticator: Authenticator::default(),
+            authorization: Authorization::default(),
+            bootstrap_objects: Vec::new(),
+            client_roots: Vec::new(),
+            limits: tls_serve::ServeLimits::default(),
         })
     }
 
-    /// Who bearer tokens stand for (requests without a known token are anonymous).
+    /// Who requests are (the default: everyone is anonymous).
     pub fn with_authenticator(mut self, authenticator: Authenticator) -> Self {
-        self.rest.authenticator = authenticator;
+        self.authenticator = authenticator;
         self
+    }
+
+    /// How requests are authorized (the default: everything is allowed). RBAC also creates
+    /// [`authz::default_policy`] at bootstrap.
+    pub fn with_authorization(mut self, authorization: Authorization) -> Self {
+        if matches!(authorization, Authorization::Rbac) {
+            self.bootstrap_objects.splice(0..0, authz::default_policy());
+            self.rest.rbac_enforced = true;
+        }
+        self.authorization = authorization;
+        self
+    }
+
+    /// More objects to create at bootstrap (the product's default roles and bindings).
+    pub fn with_bootstrap_objects(mut self, objects: Vec<serde_json::Value>) -> Self {
+        self.bootstrap_objects.extend(objects);
+        self
+    }
+
+    /// CAs whose client certificates the TLS handshake accepts (the client CA and the
+    /// front proxy's); which one issued a certificate is the authenticator's business.
+    pub fn with_client_roots(
+        mut self,
+        roots: Vec<tls_serve::rustls::pki_types::CertificateDer<'static>>,
+    ) -> Self {
+        self.client_roots = roots;
+        self
+    }
+
+    pub fn with_limits(mut self, limits: tls_serve::ServeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Whether `attributes` may proceed.
+    pub async fn authorize(&self, attributes: &Attributes) -> Decision {
+        match &self.authorization {
+            Authorization::AlwaysAllow => Decision::Allow,
+            Authorization::Delegated(authorizer) => {
+                if attributes
+                    .user
+                    .groups
+                    .iter()
+                    .any(|g| g == authz::SUPERUSER_GROUP)
+                {
+                    return Decision::Allow;
+                }
+                authorizer.authorize(attributes).await
+            }
+            Authorization::Rbac => {
+                if self.rest.rbac_policy(false).await.allows(attributes) {
+                    return Decision::Allow;
+                }
+                // The cache may be a moment behind a binding just written: before refusing,
+                // read the policy as of now.
+                if self.rest.rbac_policy(true).await.allows(attributes) {
+                    Decision::Allow
+                } else {
+                    Decision::Deny(String::new())
+                }
+            }
+        }
     }
 
     /// Creates the built-in namespaces if the registry serves namespaces and they are missing.
@@ -101,7 +190,79 @@ impl ApiServer {
                 Err(error) => return Err(error),
             }
         }
+        for object in &self.bootstrap_objects {
+            self.bootstrap_object(object).await?;
+        }
         Ok(())
+    }
+
+    /// Creates a bootstrap object if missing; replaces a stored one that still carries the
+    /// autoupdate annotation and differs (rules, roleRef, subjects), as kube-apiserver's RBAC
+    /// bootstrap reconciles its defaults.
+    async fn bootstrap_object(&self, object: &serde_json::Value) -> Result<(), StorageError> {
+        let text = |pointer: &str| {
+            object
+                .pointer(pointer)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+        };
+        let (group, version) = match text("/apiVersion").split_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", text("/apiVersion")),
+        };
+        let Some(kind) = self
+            .rest
+            .registry
+            .kinds()
+            .iter()
+            .find(|k| k.group == group && k.version == version && k.kind == text("/kind"))
+        else {
+            return Ok(());
+        };
+        let namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(|v| v.as_str());
+        let key = kind.key(namespace, text("/metadata/name"));
+        let mut fresh = object.clone();
+        fresh["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        fresh["metadata"]["creationTimestamp"] = json!(objects::now_rfc3339());
+        match self.rest.store.create(&key, objects::encode(&fresh)).await {
+            Ok(_) => return Ok(()),
+            Err(StorageError::KeyExists { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        let Some(stored) = self.rest.store.get(&key).await? else {
+            return Ok(());
+        };
+        let Ok(mut current) = serde_json::from_slice::<serde_json::Value>(&stored.value) else {
+            return Ok(());
+        };
+        let autoupdate = current
+            .pointer(&format!(
+                "/metadata/annotations/{}",
+                authz::AUTOUPDATE_ANNOTATION.replace('/', "~1")
+            ))
+            .and_then(|v| v.as_str())
+            == Some("true");
+        let fields = ["rules", "roleRef", "subjects"];
+        if !autoupdate || fields.iter().all(|f| current.get(f) == object.get(f)) {
+            return Ok(());
+        }
+        for field in fields {
+            if let Some(value) = object.get(field) {
+                current[field] = value.clone();
+            }
+        }
+        match self
+            .rest
+            .store
+            .update(&key, objects::encode(&current), stored.mod_revision)
+            .await
+        {
+            // Another replica reconciled it first.
+            Ok(_) | Err(StorageError::RevisionMismatch { .. }) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     pub fn router(self: Arc<Self>) -> Router {
@@ -127,6 +288,18 @@ impl ApiServer {
             .route("/apis/{group}", get(group))
             .route("/apis/{group}/{version}", get(group_resources))
             .route("/apis/{group}/{version}/{*rest}", any(group_rest))
+            .route(
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                axum::routing::post(self_subject_access_review),
+            )
+            .route(
+                "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                axum::routing::post(self_subject_rules_review),
+            )
+            .route(
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                axum::routing::post(self_subject_review),
+            )
             .fallback(|| async {
                 ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -136,6 +309,7 @@ impl ApiServer {
             })
             .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY))
             .layer(axum::middleware::map_response(too_large_as_status))
+            .layer(axum::middleware::from_fn_with_state(self.clone(), guard))
             .with_state(self)
     }
 
@@ -146,14 +320,31 @@ impl ApiServer {
         tls: &tls_serve::TlsFiles,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let config = tls_serve::server_config(tls, &[b"h2", b"http/1.1"])?;
-        let listener = tls_serve::TlsListener::new(listener, config)?;
+        let config = tls_serve::server_config_with_client_roots(
+            tls,
+            &[b"h2", b"http/1.1"],
+            &self.client_roots,
+        )?;
+        Ok(self.serve_with(listener, Some(config), shutdown).await?)
+    }
+
+    async fn serve_with(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        tls: Option<Arc<tls_serve::rustls::ServerConfig>>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let reaper = self.start_background();
-        let result = axum::serve(listener, self.clone().router())
-            .with_graceful_shutdown(self.end_watches_on(shutdown))
-            .await;
+        let result = tls_serve::serve(
+            listener,
+            tls,
+            self.clone().router(),
+            self.limits,
+            self.end_watches_on(shutdown),
+        )
+        .await;
         reaper.abort();
-        Ok(result?)
+        result
     }
 
     /// `shutdown`, and then open watches are told to end.
@@ -195,13 +386,165 @@ impl ApiServer {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let reaper = self.start_background();
-        let result = axum::serve(listener, self.clone().router())
-            .with_graceful_shutdown(self.end_watches_on(shutdown))
-            .await;
-        reaper.abort();
-        result
+        self.serve_with(listener, None, shutdown).await
     }
+}
+
+/// Health endpoints answer everyone: kubelet probes and the aggregator's carry no
+/// credentials.
+fn is_health_path(path: &str) -> bool {
+    ["/healthz", "/livez", "/readyz"].iter().any(|p| {
+        path == *p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// Authentication and authorization of every request but the health checks; the user is
+/// handed to the handlers as an extension.
+async fn guard(
+    State(server): Shared,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    if is_health_path(&path) {
+        return next.run(request).await;
+    }
+    let chain = request
+        .extensions()
+        .get::<tls_serve::PeerCertificates>()
+        .map(|p| p.chain.clone())
+        .unwrap_or_default();
+    let user = match server
+        .authenticator
+        .authenticate(request.headers(), &chain)
+        .await
+    {
+        Authentication::User(user) => user,
+        Authentication::Rejected(why) => {
+            tracing::info!(%path, %why, "unauthenticated request refused");
+            return unauthorized();
+        }
+        Authentication::Missing => return unauthorized(),
+    };
+    let attributes = authz::Attributes::from_request(
+        user,
+        request.method(),
+        &path,
+        request.uri().query().unwrap_or_default(),
+    );
+    if let Decision::Deny(reason) = server.authorize(&attributes).await {
+        tracing::info!(user = %attributes.user.username, verb = %attributes.verb, %path, "forbidden");
+        return attributes.forbidden(&reason).into_response();
+    }
+    request.extensions_mut().insert(attributes.user);
+    next.run(request).await
+}
+
+fn unauthorized() -> Response {
+    ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized").into_response()
+}
+
+/// The user [`guard`] authenticated (anonymous for a router used without it).
+fn requester(request_user: Option<axum::Extension<UserIdentity>>) -> UserIdentity {
+    request_user
+        .map(|axum::Extension(user)| user)
+        .unwrap_or_else(UserIdentity::anonymous)
+}
+
+/// `kubectl auth can-i`: may the requester do this?
+async fn self_subject_access_review(
+    State(server): Shared,
+    user: Option<axum::Extension<UserIdentity>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let user = requester(user);
+    let result = async {
+        let review = review_body(&headers, &body, "SelfSubjectAccessReview")?;
+        let spec = review.get("spec").cloned().unwrap_or_default();
+        let attributes = authz::review_attributes(&spec, user)?;
+        let status = match server.authorize(&attributes).await {
+            Decision::Allow => json!({"allowed": true}),
+            Decision::Deny(reason) if reason.is_empty() => json!({"allowed": false}),
+            Decision::Deny(reason) => json!({"allowed": false, "reason": reason}),
+        };
+        Ok::<_, ApiError>(review_answer(review, "SelfSubjectAccessReview", status))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The review as asked, with its answer (201, as kube-apiserver).
+fn review_answer(mut review: serde_json::Value, kind: &str, status: serde_json::Value) -> Response {
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!(kind);
+    review["status"] = status;
+    if review.get("metadata").is_none() {
+        review["metadata"] = json!({});
+    }
+    (StatusCode::CREATED, axum::Json(review)).into_response()
+}
+
+/// A self review's body, JSON or (kubectl's) protobuf.
+fn review_body(
+    headers: &HeaderMap,
+    body: &[u8],
+    kind: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let is_protobuf = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("protobuf"));
+    let decoded = if is_protobuf {
+        protobuf::decode(body)
+    } else {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    };
+    decoded.map_err(|e| ApiError::bad_request(format!("the body is not a {kind}: {e}")))
+}
+
+/// `kubectl auth can-i --list`: what may the requester do in a namespace? Answered from RBAC;
+/// under another authorizer the answer is empty and marked incomplete.
+async fn self_subject_rules_review(
+    State(server): Shared,
+    user: Option<axum::Extension<UserIdentity>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let user = requester(user);
+    let result = async {
+        let review = review_body(&headers, &body, "SelfSubjectRulesReview")?;
+        let namespace = review
+            .pointer("/spec/namespace")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let status = if server.rest.rbac_enforced {
+            let policy = server.rest.rbac_policy(false).await;
+            let (resource_rules, non_resource_rules) = policy.rules_for(&user, &namespace);
+            json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false})
+        } else {
+            json!({"resourceRules": [], "nonResourceRules": [], "incomplete": true,
+                   "evaluationError": "this server does not authorize with RBAC"})
+        };
+        Ok::<_, ApiError>(review_answer(review, "SelfSubjectRulesReview", status))
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `kubectl auth whoami`.
+async fn self_subject_review(user: Option<axum::Extension<UserIdentity>>) -> Response {
+    let user = requester(user);
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+            "metadata": {}, "status": {"userInfo": user.to_user_info()},
+        })),
+    )
+        .into_response()
 }
 
 type Shared = State<Arc<ApiServer>>;
@@ -375,6 +718,7 @@ async fn too_large_as_status(response: Response) -> Response {
 
 async fn core_rest(
     State(server): Shared,
+    user: Option<axum::Extension<UserIdentity>>,
     Path(rest): Path<String>,
     method: Method,
     OriginalUri(uri): OriginalUri,
@@ -391,12 +735,14 @@ async fn core_rest(
             query: uri.query(),
             headers: &headers,
             body,
+            user: requester(user),
         })
         .await
 }
 
 async fn group_rest(
     State(server): Shared,
+    user: Option<axum::Extension<UserIdentity>>,
     Path((group, version, rest)): Path<(String, String, String)>,
     method: Method,
     OriginalUri(uri): OriginalUri,
@@ -413,6 +759,7 @@ async fn group_rest(
             query: uri.query(),
             headers: &headers,
             body,
+            user: requester(user),
         })
         .await
 }

@@ -176,6 +176,138 @@ fn namespace(bytes: &[u8], object: &mut Map<String, Value>) -> Result<(), String
     Ok(())
 }
 
+/// `kubectl auth can-i`'s question: the spec's resource or non-resource attributes (field
+/// numbers of k8s.io/api/authorization/v1's `generated.proto`).
+fn self_subject_access_review(bytes: &[u8], object: &mut Map<String, Value>) -> Result<(), String> {
+    const RESOURCE: [&str; 7] = [
+        "namespace",
+        "verb",
+        "group",
+        "version",
+        "resource",
+        "subresource",
+        "name",
+    ];
+    const NON_RESOURCE: [&str; 2] = ["path", "verb"];
+    let attributes = |bytes: &[u8], names: &[&str]| -> Result<Value, String> {
+        let mut out = Map::new();
+        string_fields(bytes, names, false, &mut out)?;
+        Ok(Value::Object(out))
+    };
+    for (number, field) in fields(bytes)? {
+        match (number, field) {
+            (1, Field::Bytes(b)) => {
+                object.insert("metadata".into(), object_meta(b)?);
+            }
+            (2, Field::Bytes(spec_bytes)) => {
+                let mut spec = Map::new();
+                for (n, f) in fields(spec_bytes)? {
+                    match (n, f) {
+                        (1, Field::Bytes(b)) => {
+                            spec.insert("resourceAttributes".into(), attributes(b, &RESOURCE)?);
+                        }
+                        (2, Field::Bytes(b)) => {
+                            spec.insert(
+                                "nonResourceAttributes".into(),
+                                attributes(b, &NON_RESOURCE)?,
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                object.insert("spec".into(), Value::Object(spec));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Fields numbered from 1 as strings into `out` (repeated ones as lists when `repeated`).
+fn string_fields(
+    bytes: &[u8],
+    names: &[&str],
+    repeated: bool,
+    out: &mut Map<String, Value>,
+) -> Result<(), String> {
+    for (number, field) in fields(bytes)? {
+        let name = (number as usize).checked_sub(1).and_then(|i| names.get(i));
+        if let (Some(name), Field::Bytes(b)) = (name, field) {
+            if repeated {
+                push(out, name, json!(text(b)?));
+            } else {
+                out.insert((*name).to_owned(), json!(text(b)?));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Roles and ClusterRoles (`kubectl create role/clusterrole`): metadata and rules.
+fn role(bytes: &[u8], object: &mut Map<String, Value>) -> Result<(), String> {
+    const RULE: [&str; 5] = [
+        "verbs",
+        "apiGroups",
+        "resources",
+        "resourceNames",
+        "nonResourceURLs",
+    ];
+    for (number, field) in fields(bytes)? {
+        match (number, field) {
+            (1, Field::Bytes(b)) => {
+                object.insert("metadata".into(), object_meta(b)?);
+            }
+            (2, Field::Bytes(b)) => {
+                let mut rule = Map::new();
+                string_fields(b, &RULE, true, &mut rule)?;
+                push(object, "rules", Value::Object(rule));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// RoleBindings and ClusterRoleBindings (`kubectl create rolebinding/clusterrolebinding`).
+fn role_binding(bytes: &[u8], object: &mut Map<String, Value>) -> Result<(), String> {
+    for (number, field) in fields(bytes)? {
+        match (number, field) {
+            (1, Field::Bytes(b)) => {
+                object.insert("metadata".into(), object_meta(b)?);
+            }
+            (2, Field::Bytes(b)) => {
+                let mut subject = Map::new();
+                string_fields(
+                    b,
+                    &["kind", "apiGroup", "name", "namespace"],
+                    false,
+                    &mut subject,
+                )?;
+                push(object, "subjects", Value::Object(subject));
+            }
+            (3, Field::Bytes(b)) => {
+                let mut role_ref = Map::new();
+                string_fields(b, &["apiGroup", "kind", "name"], false, &mut role_ref)?;
+                object.insert("roleRef".into(), Value::Object(role_ref));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `kubectl auth can-i --list`'s question: the namespace.
+fn self_subject_rules_review(bytes: &[u8], object: &mut Map<String, Value>) -> Result<(), String> {
+    for (number, field) in fields(bytes)? {
+        if let (2, Field::Bytes(spec)) = (number, field) {
+            let mut out = Map::new();
+            string_fields(spec, &["namespace"], false, &mut out)?;
+            object.insert("spec".into(), Value::Object(out));
+        }
+    }
+    Ok(())
+}
+
 /// Decodes a protobuf body into the JSON object, for the kinds kubectl creates that way.
 pub fn decode(body: &[u8]) -> Result<Value, String> {
     let unknown = body
@@ -204,9 +336,21 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
         ("v1", "Secret") => secret(raw, &mut object)?,
         ("v1", "ConfigMap") => configmap(raw, &mut object)?,
         ("v1", "Namespace") => namespace(raw, &mut object)?,
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            self_subject_access_review(raw, &mut object)?
+        }
+        ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => role(raw, &mut object)?,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => {
+            role_binding(raw, &mut object)?
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
+            self_subject_rules_review(raw, &mut object)?
+        }
+        // `kubectl auth whoami`: the body says nothing the server needs.
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => {}
         _ => {
             return Err(format!(
-                "protobuf bodies are accepted for v1 Secret, ConfigMap and Namespace, not {api_version}/{kind}; send JSON"
+                "protobuf bodies are accepted for v1 Secret, ConfigMap, Namespace, RBAC kinds and self reviews, not {api_version}/{kind}; send JSON"
             ));
         }
     }

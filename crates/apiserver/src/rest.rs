@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use storage::{EventKind, ListOptions, Revision, StorageError, Store};
 
 use crate::apply;
-use crate::auth::{Authenticator, UserIdentity};
+use crate::auth::UserIdentity;
 use crate::cache::KindCache;
 use crate::kinds::{Admission, Registry, ResourceKind};
 use crate::objects::{self, decode, encode};
@@ -43,9 +43,19 @@ pub struct Rest {
     /// Becomes `true` when the server shuts down: open watches end so that the graceful
     /// shutdown (which waits for every connection) is not held up by long-running streams.
     pub shutting_down: tokio::sync::watch::Sender<bool>,
-    /// Who a request's credentials say it is.
-    pub authenticator: Authenticator,
+    /// RBAC decides (the RBAC kinds' admission then also refuses escalation).
+    pub rbac_enforced: bool,
+    /// The compiled RBAC policy and the cache revisions it was compiled at.
+    policy: std::sync::Mutex<Option<(Vec<Revision>, Arc<crate::authz::Policy>)>>,
 }
+
+/// The RBAC kinds whose objects make up the policy.
+const POLICY_KINDS: [&str; 4] = [
+    "clusterroles",
+    "roles",
+    "clusterrolebindings",
+    "rolebindings",
+];
 
 impl Rest {
     pub fn new(
@@ -65,7 +75,8 @@ impl Rest {
             schemas,
             caches: OnceLock::new(),
             shutting_down: tokio::sync::watch::Sender::new(false),
-            authenticator: Authenticator::default(),
+            rbac_enforced: false,
+            policy: std::sync::Mutex::new(None),
         }
     }
 }
@@ -79,6 +90,8 @@ pub struct Call<'a> {
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
     pub body: Bytes,
+    /// Who is asking (authenticated before the call).
+    pub user: UserIdentity,
 }
 
 /// What a request addresses, parsed from its path.
@@ -336,6 +349,7 @@ impl Rest {
             query,
             headers,
             body,
+            user,
         } = call;
         let mut warnings = Vec::new();
         let started = std::time::Instant::now();
@@ -343,7 +357,7 @@ impl Rest {
         let mut resource = String::from("unknown");
         let result = async {
             let mut target = self.target(group, version, path)?;
-            target.user = self.authenticator.identify(headers);
+            target.user = user;
             resource = match &target.subresource {
                 Some(sub) => format!("{}/{sub}", target.kind.plural),
                 None => target.kind.plural.to_owned(),
@@ -644,6 +658,63 @@ impl Rest {
         stored
             .map(|kv| decode(&kv, kv.mod_revision).map_err(ApiError::internal))
             .transpose()
+    }
+
+    /// A kind's objects as its watch cache holds them now, and the cache's revision; `None`
+    /// before the cache has loaded (or for a kind not served). No store round trip: for
+    /// callers that tolerate a cache a moment behind (the RBAC policy).
+    pub(crate) fn cached_now(&self, group: &str, plural: &str) -> Option<(Revision, Vec<Value>)> {
+        let kind = self
+            .registry
+            .kinds()
+            .iter()
+            .find(|k| k.group == group && k.plural == plural)?;
+        let cache = self.caches.get()?.get(&kind.key_prefix())?;
+        cache.snapshot()
+    }
+
+    /// The compiled RBAC policy: from the watch caches, recompiled when they moved; with
+    /// `current`, as of the store's current revision.
+    pub(crate) async fn rbac_policy(&self, current: bool) -> Arc<crate::authz::Policy> {
+        if !current {
+            let snapshots: Option<Vec<_>> = POLICY_KINDS
+                .iter()
+                .map(|plural| self.cached_now(crate::rbac::GROUP, plural))
+                .collect();
+            if let Some(snapshots) = snapshots {
+                let revisions: Vec<_> = snapshots.iter().map(|(r, _)| *r).collect();
+                let mut compiled = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((at, policy)) = compiled.as_ref()
+                    && *at == revisions
+                {
+                    return policy.clone();
+                }
+                let policy = Arc::new(crate::authz::Policy::compile(
+                    &snapshots[0].1,
+                    &snapshots[1].1,
+                    &snapshots[2].1,
+                    &snapshots[3].1,
+                ));
+                *compiled = Some((revisions, policy.clone()));
+                return policy;
+            }
+        }
+        let mut lists = Vec::new();
+        for plural in POLICY_KINDS {
+            match self
+                .lookup_all(crate::rbac::GROUP, plural, None, |_| true)
+                .await
+            {
+                Ok(items) => lists.push(items),
+                Err(error) => {
+                    tracing::warn!(message = %error.message, "reading the RBAC policy");
+                    lists.push(Vec::new());
+                }
+            }
+        }
+        Arc::new(crate::authz::Policy::compile(
+            &lists[0], &lists[1], &lists[2], &lists[3],
+        ))
     }
 
     /// Every stored object of a served kind (in one namespace, for namespaced kinds).
@@ -1673,7 +1744,7 @@ impl Rest {
     }
 }
 
-/// Request bodies are JSON; kubectl's protobuf bodies for core kinds are decoded into JSON;
+/// Request bodies are JSON; kubectl's protobuf bodies for core and RBAC kinds are decoded;
 /// anything else (CBOR, protobuf of other kinds) is refused with 415.
 fn json_body(headers: &HeaderMap, kind: &ResourceKind, body: Bytes) -> Result<Bytes, ApiError> {
     let content_type = headers
@@ -1683,7 +1754,9 @@ fn json_body(headers: &HeaderMap, kind: &ResourceKind, body: Bytes) -> Result<By
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     match essence {
         "" | "application/json" | "*/*" => Ok(body),
-        "application/vnd.kubernetes.protobuf" if kind.group.is_empty() => {
+        "application/vnd.kubernetes.protobuf"
+            if kind.group.is_empty() || kind.group == crate::rbac::GROUP =>
+        {
             let object = crate::protobuf::decode(&body).map_err(ApiError::bad_request)?;
             Ok(Bytes::from(serde_json::to_vec(&object).unwrap_or_default()))
         }

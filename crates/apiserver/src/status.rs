@@ -201,9 +201,16 @@ impl ApiError {
         if self.subject.is_some() || !self.causes.is_empty() {
             let mut details = serde_json::Map::new();
             if let Some(subject) = &self.subject {
-                details.insert("name".into(), json!(subject.name));
-                details.insert("group".into(), json!(subject.group));
-                details.insert("kind".into(), json!(subject.resource));
+                // Empty fields are omitted, as Kubernetes' `omitempty` does.
+                for (field, value) in [
+                    ("name", &subject.name),
+                    ("group", &subject.group),
+                    ("kind", &subject.resource),
+                ] {
+                    if !value.is_empty() {
+                        details.insert(field.into(), json!(value));
+                    }
+                }
             }
             if !self.causes.is_empty() {
                 let causes: Vec<Value> = self

@@ -13,6 +13,7 @@ pub mod broker;
 pub mod class;
 mod common;
 pub mod instance;
+pub mod roles;
 
 use std::sync::Arc;
 
@@ -385,9 +386,17 @@ pub fn register(registry: &mut Registry) {
         });
 }
 
-/// The standalone server's kinds: the core slice and the catalog.
+/// The standalone server's kinds: the core slice, RBAC and the catalog.
 pub fn standalone() -> Registry {
     let mut registry = Registry::standalone_core();
+    apiserver::rbac::add_kinds(&mut registry);
+    register(&mut registry);
+    registry
+}
+
+/// The aggregated server's kinds: the catalog only (kube-apiserver serves the rest).
+pub fn aggregated() -> Registry {
+    let mut registry = Registry::new();
     register(&mut registry);
     registry
 }

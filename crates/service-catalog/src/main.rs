@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod delegation;
 mod up;
 
 use anyhow::Context as _;
@@ -36,7 +37,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
-    /// Serve the Kubernetes-compatible API on an embedded SQLite store.
+    /// Serve the Kubernetes-compatible API: standalone (SQLite or etcd, RBAC of its own) or
+    /// `--aggregated` behind kube-apiserver.
     Apiserver {
         /// Where the data lives (created on first start).
         #[arg(long, default_value = ".service-catalog")]
@@ -48,6 +50,26 @@ enum Command {
         storage: StorageArgs,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        auth: Box<AuthArgs>,
+    },
+    /// Print a kubeconfig for a user of a standalone server, with a client certificate issued
+    /// by the server's generated CA (in `<data-dir>/tls`).
+    Kubeconfig {
+        #[arg(long, default_value = ".service-catalog")]
+        data_dir: PathBuf,
+        /// The user name (the certificate's CN).
+        #[arg(long)]
+        user: String,
+        /// A group the user is in (the certificate's O).
+        #[arg(long)]
+        group: Option<String>,
+        /// The server URL; default: the one in `<data-dir>/kubeconfig`.
+        #[arg(long)]
+        server: Option<String>,
+        /// How long the certificate is valid, in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
     },
     /// The whole product in one process: API server, controller manager and a demo broker.
     Up(up::UpArgs),
@@ -133,7 +155,9 @@ struct ControllerArgs {
 
 #[derive(Debug, Default, clap::Args)]
 struct TlsArgs {
-    /// Serve plain HTTP instead of HTTPS; allowed on loopback addresses only.
+    /// Serve plain HTTP instead of HTTPS; allowed on loopback addresses only. Like
+    /// kube-apiserver's former insecure port, a request without credentials is then an
+    /// administrator (kubectl sends none over plain HTTP): for tests and one-user machines.
     #[arg(long)]
     plain_http: bool,
     /// The serving certificate (PEM, chain first); without it a self-signed CA and certificate
@@ -142,6 +166,79 @@ struct TlsArgs {
     tls_cert_file: Option<PathBuf>,
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
+}
+
+/// Who may talk to the API server.
+#[derive(Debug, Clone, clap::Args)]
+struct AuthArgs {
+    /// Bearer tokens in Kubernetes' CSV format (`token,user,uid,"group1,group2"`), besides the
+    /// admin and controller tokens generated into `<data-dir>/tokens.csv`.
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// The CA whose client certificates authenticate users (CN = user, O = groups); default:
+    /// the generated CA in `<data-dir>/tls`.
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Serve requests without credentials as `system:anonymous` (RBAC still decides what it
+    /// may do); otherwise they get 401.
+    #[arg(long)]
+    anonymous_auth: bool,
+    /// How long an HTTP/1 client may take to send a request's headers before the connection
+    /// is closed (slow clients must not hold connections forever).
+    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    request_header_timeout: Duration,
+    /// Run behind kube-apiserver's aggregation layer: serve only the catalog group, trust
+    /// the front proxy, and delegate authentication (TokenReview) and authorization
+    /// (SubjectAccessReview) to the cluster.
+    #[arg(long)]
+    aggregated: bool,
+    /// The kubeconfig for the delegated reviews and the front-proxy settings; default:
+    /// `KUBECONFIG`, `~/.kube/config` or the in-cluster service account.
+    #[arg(long, requires = "aggregated")]
+    authentication_kubeconfig: Option<PathBuf>,
+    /// The CA of the front proxy's client certificate; default: the cluster's
+    /// `kube-system/extension-apiserver-authentication` ConfigMap.
+    #[arg(long, requires = "aggregated")]
+    requestheader_client_ca_file: Option<PathBuf>,
+    /// Common names the front proxy's certificate may have (empty: any the CA issued).
+    #[arg(long, value_delimiter = ',', requires = "aggregated")]
+    requestheader_allowed_names: Vec<String>,
+    #[arg(long, value_delimiter = ',', requires = "aggregated")]
+    requestheader_username_headers: Vec<String>,
+    #[arg(long, value_delimiter = ',', requires = "aggregated")]
+    requestheader_group_headers: Vec<String>,
+    #[arg(long, value_delimiter = ',', requires = "aggregated")]
+    requestheader_extra_headers_prefix: Vec<String>,
+    /// How long a TokenReview answer is reused.
+    #[arg(long, default_value = "10s", value_parser = go_duration)]
+    authentication_token_webhook_cache_ttl: Duration,
+    /// How long an allowing SubjectAccessReview answer is reused.
+    #[arg(long, default_value = "10s", value_parser = go_duration)]
+    authorization_webhook_cache_authorized_ttl: Duration,
+    /// How long a refusing SubjectAccessReview answer is reused.
+    #[arg(long, default_value = "10s", value_parser = go_duration)]
+    authorization_webhook_cache_unauthorized_ttl: Duration,
+}
+
+impl Default for AuthArgs {
+    fn default() -> Self {
+        Self {
+            token_auth_file: None,
+            client_ca_file: None,
+            anonymous_auth: false,
+            request_header_timeout: Duration::from_secs(30),
+            aggregated: false,
+            authentication_kubeconfig: None,
+            requestheader_client_ca_file: None,
+            requestheader_allowed_names: Vec::new(),
+            requestheader_username_headers: Vec::new(),
+            requestheader_group_headers: Vec::new(),
+            requestheader_extra_headers_prefix: Vec::new(),
+            authentication_token_webhook_cache_ttl: Duration::from_secs(10),
+            authorization_webhook_cache_authorized_ttl: Duration::from_secs(10),
+            authorization_webhook_cache_unauthorized_ttl: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -251,7 +348,15 @@ async fn main() -> anyhow::Result<()> {
             listen,
             storage,
             tls,
-        } => apiserver(data_dir, listen, storage, tls).await,
+            auth,
+        } => apiserver(data_dir, listen, storage, tls, *auth).await,
+        Command::Kubeconfig {
+            data_dir,
+            user,
+            group,
+            server,
+            days,
+        } => user_kubeconfig(&data_dir, &user, group.as_deref(), server, days),
         Command::ControllerManager(args) => controller_manager(args).await,
         Command::Up(args) => up::up(args, shutdown_signal()).await,
         Command::Catalog {
@@ -275,10 +380,11 @@ async fn apiserver(
     listen: SocketAddr,
     storage: StorageArgs,
     tls: TlsArgs,
+    auth: AuthArgs,
 ) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let prepared = prepare_apiserver(&data_dir, listen, &storage, tls).await?;
-    announce(&prepared.url, &prepared.kubeconfig);
+    let prepared = prepare_apiserver(&data_dir, listen, &storage, tls, &auth).await?;
+    announce(&prepared.url, prepared.kubeconfig.as_deref());
     prepared.serve(shutdown).await
 }
 
@@ -287,7 +393,8 @@ struct PreparedApiServer {
     server: Arc<apiserver::ApiServer>,
     listener: tokio::net::TcpListener,
     url: String,
-    kubeconfig: PathBuf,
+    /// The admin's kubeconfig (standalone mode).
+    kubeconfig: Option<PathBuf>,
     /// `None`: plain HTTP.
     tls: Option<tls_serve::TlsFiles>,
 }
@@ -314,29 +421,68 @@ async fn prepare_apiserver(
     listen: SocketAddr,
     storage: &StorageArgs,
     tls: TlsArgs,
+    auth: &AuthArgs,
 ) -> anyhow::Result<PreparedApiServer> {
+    let plain_http = tls.plain_http;
     if tls.plain_http && !listen.ip().is_loopback() {
         anyhow::bail!(
             "refusing to serve plain HTTP on {listen}: --plain-http is for loopback addresses only"
         );
     }
+    if tls.plain_http && auth.aggregated {
+        anyhow::bail!(
+            "--aggregated needs TLS: kube-apiserver's front proxy authenticates with a client certificate"
+        );
+    }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    // TLS material first: the generated CA is also the default client CA.
+    let serving = if tls.plain_http {
+        None
+    } else {
+        Some(serving_files(data_dir, listen, tls)?)
+    };
+    let standalone = !auth.aggregated;
+    let (mut authenticator, mut client_roots, identities) = if standalone {
+        standalone_authentication(data_dir, auth, serving.as_ref())?
+    } else {
+        (apiserver::Authenticator::default(), Vec::new(), None)
+    };
+    authenticator.set_anonymous(auth.anonymous_auth);
+    if plain_http {
+        // kube-apiserver's former insecure port: kubectl sends no credentials over plain
+        // HTTP, so on this loopback-only port a request without them is an administrator.
+        authenticator.set_user_without_credentials(apiserver::UserIdentity::new(
+            "system:insecure-loopback",
+            &["system:masters"],
+        ));
+    }
+    let authorization = if standalone {
+        apiserver::Authorization::Rbac
+    } else {
+        let (authorization, roots) = delegate(&mut authenticator, auth).await?;
+        client_roots = roots;
+        authorization
+    };
+    let registry = if standalone {
+        catalog_registry::standalone()
+    } else {
+        catalog_registry::aggregated()
+    };
     let store = storage.open(data_dir).await?;
-    let token = admin_token(data_dir)?;
-    let mut authenticator = apiserver::Authenticator::default();
-    authenticator.add_token(
-        token.clone(),
-        apiserver::UserIdentity {
-            username: "admin".into(),
-            uid: "admin".into(),
-            groups: vec!["system:masters".into(), "system:authenticated".into()],
-            extra: Default::default(),
-        },
-    );
     let server = Arc::new(
-        apiserver::ApiServer::new(store, catalog_registry::standalone())?
-            .with_authenticator(authenticator),
+        apiserver::ApiServer::new(store, registry)?
+            .with_authenticator(authenticator)
+            .with_authorization(authorization)
+            .with_bootstrap_objects(if standalone {
+                catalog_registry::roles::default_policy()
+            } else {
+                Vec::new()
+            })
+            .with_client_roots(client_roots)
+            .with_limits(tls_serve::ServeLimits {
+                header_read_timeout: auth.request_header_timeout,
+            }),
     );
     server.bootstrap().await?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -346,48 +492,212 @@ async fn prepare_apiserver(
     if address.ip().is_unspecified() {
         address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    if tls.plain_http {
-        let url = format!("http://{address}");
-        let kubeconfig = write_kubeconfig(data_dir, &url, None, &token)?;
-        return Ok(PreparedApiServer {
-            server,
-            listener,
-            url,
-            kubeconfig,
-            tls: None,
-        });
-    }
-    let (files, ca) = match (tls.tls_cert_file, tls.tls_private_key_file) {
-        (Some(cert_chain), Some(private_key)) => (
-            tls_serve::TlsFiles {
-                cert_chain,
-                private_key,
-            },
-            None,
-        ),
-        _ => {
-            let mut hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
-            if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
-                hosts.push(listen.ip().to_string());
-            }
-            let (files, ca) = tls_serve::self_signed(&data_dir.join("tls"), &hosts)?;
-            (files, Some(ca))
+    let scheme = if serving.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{address}");
+    let ca = serving.as_ref().and_then(|(_, ca)| ca.as_deref());
+    let kubeconfig = match identities {
+        Some(identities) => {
+            write_kubeconfig(
+                &data_dir.join("controller.kubeconfig"),
+                &url,
+                ca,
+                "controller-manager",
+                &identities.controller_token,
+            )?;
+            Some(write_kubeconfig(
+                &data_dir.join("kubeconfig"),
+                &url,
+                ca,
+                "admin",
+                &identities.admin_token,
+            )?)
         }
+        None => None,
     };
-    let url = format!("https://{address}");
-    let kubeconfig = write_kubeconfig(data_dir, &url, ca.as_deref(), &token)?;
     Ok(PreparedApiServer {
         server,
         listener,
         url,
         kubeconfig,
-        tls: Some(files),
+        tls: serving.map(|(files, _)| files),
     })
 }
 
-fn announce(url: &str, kubeconfig: &std::path::Path) {
+/// The serving certificate: the given files, or a CA and certificate generated into
+/// `<data-dir>/tls` (returned with the CA's PEM, which clients must trust).
+fn serving_files(
+    data_dir: &std::path::Path,
+    listen: SocketAddr,
+    tls: TlsArgs,
+) -> anyhow::Result<(tls_serve::TlsFiles, Option<String>)> {
+    if let (Some(cert_chain), Some(private_key)) = (tls.tls_cert_file, tls.tls_private_key_file) {
+        return Ok((
+            tls_serve::TlsFiles {
+                cert_chain,
+                private_key,
+            },
+            None,
+        ));
+    }
+    let mut hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
+        hosts.push(listen.ip().to_string());
+    }
+    let (files, ca) = tls_serve::self_signed(&data_dir.join("tls"), &hosts)?;
+    Ok((files, Some(ca)))
+}
+
+/// The tokens of the identities a standalone server makes for itself.
+struct BootstrapIdentities {
+    admin_token: String,
+    controller_token: String,
+}
+
+/// Standalone authentication: the generated tokens (admin, controller manager), the
+/// operator's token file, and client certificates of the client CA.
+#[allow(clippy::type_complexity)]
+fn standalone_authentication(
+    data_dir: &std::path::Path,
+    auth: &AuthArgs,
+    serving: Option<&(tls_serve::TlsFiles, Option<String>)>,
+) -> anyhow::Result<(
+    apiserver::Authenticator,
+    Vec<tls_serve::rustls::pki_types::CertificateDer<'static>>,
+    Option<BootstrapIdentities>,
+)> {
+    let identities = bootstrap_tokens(data_dir)?;
+    let mut authenticator = apiserver::Authenticator::default();
+    authenticator.add_token_file(&data_dir.join("tokens.csv"))?;
+    if let Some(file) = &auth.token_auth_file {
+        authenticator.add_token_file(file)?;
+    }
+    let client_ca = match (&auth.client_ca_file, serving) {
+        (Some(file), _) => Some(file.clone()),
+        // The generated CA (absent when the operator gave the serving files).
+        (None, Some(_)) => Some(data_dir.join("tls/ca.crt")).filter(|f| f.is_file()),
+        (None, None) => None,
+    };
+    let mut roots = Vec::new();
+    if let Some(file) = client_ca {
+        if serving.is_none() {
+            anyhow::bail!(
+                "--client-ca-file needs TLS (client certificates travel in the handshake)"
+            );
+        }
+        roots = tls_serve::read_certificates(&file)?;
+        authenticator.set_client_ca(tls_serve::client_verifier(&roots)?);
+    }
+    Ok((authenticator, roots, Some(identities)))
+}
+
+/// Aggregated mode: the front proxy, client certificates of the cluster's client CA, and
+/// TokenReview / SubjectAccessReview against the cluster. Returns the authorization and the
+/// CAs the TLS handshake must accept.
+async fn delegate(
+    authenticator: &mut apiserver::Authenticator,
+    auth: &AuthArgs,
+) -> anyhow::Result<(
+    apiserver::Authorization,
+    Vec<tls_serve::rustls::pki_types::CertificateDer<'static>>,
+)> {
+    let client = kube_client(auth.authentication_kubeconfig.as_deref())
+        .await
+        .context("the delegated authentication's kubeconfig")?;
+    let cluster = delegation::ClusterAuthentication::read(&client)
+        .await
+        .context("reading kube-system/extension-apiserver-authentication")?;
+    let mut roots = Vec::new();
+    let pem_roots = |pem: &str| {
+        tls_serve::parse_certificates(pem.as_bytes())
+            .map_err(|e| anyhow::anyhow!("extension-apiserver-authentication: {e}"))
+    };
+    let requestheader_roots = match (
+        &auth.requestheader_client_ca_file,
+        &cluster.requestheader_client_ca,
+    ) {
+        (Some(file), _) => Some(tls_serve::read_certificates(file)?),
+        (None, Some(pem)) => Some(pem_roots(pem)?),
+        (None, None) => None,
+    };
+    let or = |flag: &Vec<String>, cluster: &Vec<String>, default: &str| -> Vec<String> {
+        if !flag.is_empty() {
+            flag.clone()
+        } else if !cluster.is_empty() {
+            cluster.clone()
+        } else {
+            vec![default.to_owned()]
+        }
+    };
+    match requestheader_roots {
+        Some(ca) => {
+            authenticator.set_request_header(apiserver::auth::RequestHeaderConfig {
+                verifier: tls_serve::client_verifier(&ca)?,
+                allowed_names: if auth.requestheader_allowed_names.is_empty() {
+                    cluster.requestheader_allowed_names.clone()
+                } else {
+                    auth.requestheader_allowed_names.clone()
+                },
+                username_headers: or(
+                    &auth.requestheader_username_headers,
+                    &cluster.requestheader_username_headers,
+                    "X-Remote-User",
+                ),
+                group_headers: or(
+                    &auth.requestheader_group_headers,
+                    &cluster.requestheader_group_headers,
+                    "X-Remote-Group",
+                ),
+                extra_header_prefixes: or(
+                    &auth.requestheader_extra_headers_prefix,
+                    &cluster.requestheader_extra_headers_prefix,
+                    "X-Remote-Extra-",
+                ),
+            });
+            roots.extend(ca);
+        }
+        None => tracing::warn!(
+            "no request-header CA: requests through kube-apiserver's aggregator cannot be authenticated"
+        ),
+    }
+    if let Some(pem) = &cluster.client_ca {
+        let ca = pem_roots(pem)?;
+        authenticator.set_client_ca(tls_serve::client_verifier(&ca)?);
+        roots.extend(ca);
+    }
+    authenticator.set_token_reviewer(Arc::new(delegation::DelegatedAuthentication::new(
+        client.clone(),
+        auth.authentication_token_webhook_cache_ttl,
+    )));
+    let authorizer = delegation::DelegatedAuthorization::new(
+        client,
+        auth.authorization_webhook_cache_authorized_ttl,
+        auth.authorization_webhook_cache_unauthorized_ttl,
+    );
+    Ok((
+        apiserver::Authorization::Delegated(Arc::new(authorizer)),
+        roots,
+    ))
+}
+
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig: pass one, set KUBECONFIG, or run in a cluster")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn announce(url: &str, kubeconfig: Option<&std::path::Path>) {
     println!("listening on {url}");
-    println!("kubeconfig: {}", kubeconfig.display());
+    if let Some(kubeconfig) = kubeconfig {
+        println!("kubeconfig: {}", kubeconfig.display());
+    }
 }
 
 /// Ctrl-C or SIGTERM: stop accepting, let requests in flight finish, end watches cleanly.
@@ -421,16 +731,23 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// Writes `<data-dir>/kubeconfig` pointing at this server, so `kubectl --kubeconfig` works at
-/// once. Written to a temporary file and renamed, so a reader never sees half of it.
+/// Writes a kubeconfig for `user` at this server to `path`. Written to a temporary file and
+/// renamed, so a reader never sees half of it; readable by the owner only (it holds a
+/// credential).
 fn write_kubeconfig(
-    data_dir: &std::path::Path,
+    path: &std::path::Path,
     url: &str,
     ca_pem: Option<&str>,
+    user: &str,
     token: &str,
 ) -> anyhow::Result<PathBuf> {
+    let credentials = format!("    token: {token}\n");
+    write_kubeconfig_with(path, url, ca_pem, user, &credentials)?;
+    Ok(path.to_owned())
+}
+
+fn kubeconfig_text(url: &str, ca_pem: Option<&str>, user: &str, credentials: &str) -> String {
     use base64::Engine as _;
-    let path = data_dir.join("kubeconfig");
     let ca = ca_pem
         .map(|pem| {
             format!(
@@ -439,49 +756,131 @@ fn write_kubeconfig(
             )
         })
         .unwrap_or_default();
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: service-catalog\n  cluster:\n    server: {url}\n{ca}users:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: service-catalog\n  context:\n    cluster: service-catalog\n    user: admin\n    namespace: default\ncurrent-context: service-catalog\n"
-    );
-    let temporary = data_dir.join(".kubeconfig.tmp");
-    std::fs::write(&temporary, config)
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: service-catalog\n  cluster:\n    server: {url}\n{ca}users:\n- name: {user}\n  user:\n{credentials}contexts:\n- name: service-catalog\n  context:\n    cluster: service-catalog\n    user: {user}\n    namespace: default\ncurrent-context: service-catalog\n"
+    )
 }
 
-/// The admin user's bearer token, kept in the data dir (made on first start). kubectl prompts
-/// for a password when an https cluster's user has no credentials; the server knows the token
-/// as the user `admin` (authorization is not enforced yet: that is the RBAC work).
-fn admin_token(data_dir: &std::path::Path) -> anyhow::Result<String> {
-    let token_file = data_dir.join("admin.token");
-    let token = match std::fs::read_to_string(&token_file) {
-        Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
-        _ => {
-            let token = format!(
-                "{}{}",
-                uuid::Uuid::new_v4().simple(),
-                uuid::Uuid::new_v4().simple()
-            );
-            std::fs::write(&token_file, &token)
-                .with_context(|| format!("writing {}", token_file.display()))?;
-            token
+fn write_kubeconfig_with(
+    path: &std::path::Path,
+    url: &str,
+    ca_pem: Option<&str>,
+    user: &str,
+    credentials: &str,
+) -> anyhow::Result<()> {
+    let temporary = path.with_extension("tmp");
+    write_private(&temporary, &kubeconfig_text(url, ca_pem, user, credentials))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `<data-dir>/tokens.csv` (Kubernetes' token file format), made on first start: the admin
+/// (`system:masters`) and the controller manager, whose permissions are the
+/// `servicecatalog.k8s.io:controller-manager` ClusterRole's.
+fn bootstrap_tokens(data_dir: &std::path::Path) -> anyhow::Result<BootstrapIdentities> {
+    let file = data_dir.join("tokens.csv");
+    let new_token = || {
+        format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )
+    };
+    let token_of = |text: &str, user: &str| {
+        text.lines().find_map(|line| {
+            let mut fields = line.split(',');
+            let token = fields.next()?.trim();
+            (fields.next()?.trim() == user).then(|| token.to_owned())
+        })
+    };
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    if let (Some(admin_token), Some(controller_token)) = (
+        token_of(&text, "admin"),
+        token_of(&text, catalog_registry::roles::CONTROLLER_USER),
+    ) {
+        return Ok(BootstrapIdentities {
+            admin_token,
+            controller_token,
+        });
+    }
+    let identities = BootstrapIdentities {
+        admin_token: new_token(),
+        controller_token: new_token(),
+    };
+    write_private(
+        &file,
+        &format!(
+            "# Generated by service-catalog: token,user,uid,\"groups\"\n{},admin,admin,\"system:masters\"\n{},{},controller-manager,\"\"\n",
+            identities.admin_token,
+            identities.controller_token,
+            catalog_registry::roles::CONTROLLER_USER
+        ),
+    )?;
+    Ok(identities)
+}
+
+/// `service-catalog kubeconfig`: a client certificate for `user` from the data dir's CA, in
+/// a kubeconfig on stdout.
+fn user_kubeconfig(
+    data_dir: &std::path::Path,
+    user: &str,
+    group: Option<&str>,
+    server: Option<String>,
+    days: u32,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let tls = data_dir.join("tls");
+    let ca = std::fs::read_to_string(tls.join("ca.crt")).with_context(|| {
+        format!(
+            "no generated CA in {}: start the server once (without --tls-cert-file) first",
+            tls.display()
+        )
+    })?;
+    let server = match server {
+        Some(server) => server,
+        None => {
+            let admin = data_dir.join("kubeconfig");
+            let config = kube::config::Kubeconfig::read_from(&admin)
+                .with_context(|| format!("reading {} (or pass --server)", admin.display()))?;
+            config
+                .clusters
+                .first()
+                .and_then(|c| c.cluster.as_ref())
+                .and_then(|c| c.server.clone())
+                .context("the admin kubeconfig names no server; pass --server")?
         }
     };
-    Ok(token)
+    let (cert, key) = tls_serve::issue_client_certificate(&tls, user, group, days)?;
+    let encode = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    let credentials = format!(
+        "    client-certificate-data: {}\n    client-key-data: {}\n",
+        encode(&cert),
+        encode(&key)
+    );
+    print!(
+        "{}",
+        kubeconfig_text(&server, Some(&ca), user, &credentials)
+    );
+    Ok(())
 }
 
 async fn controller_manager(args: ControllerArgs) -> anyhow::Result<()> {
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run in a cluster")?,
-    };
-    let client = kube::Client::try_from(config)?;
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     let identity = format!("{host}_{}", uuid::Uuid::new_v4().simple());
     let settings = controller::Settings {

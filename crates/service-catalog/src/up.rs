@@ -4,7 +4,7 @@
 //! dir, so a second `up` carries on where the first stopped; the store's lock refuses a second
 //! concurrent one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -31,12 +31,6 @@ pub struct UpArgs {
 }
 
 pub type SocketAddrArg = std::net::SocketAddr;
-
-async fn client_for(kubeconfig: &Path) -> anyhow::Result<Client> {
-    let config = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await?;
-    Ok(Client::try_from(config)?)
-}
 
 /// Registers the demo broker at `url`, or points the existing registration there (the broker's
 /// port changes from one `up` to the next; its state does not).
@@ -69,11 +63,20 @@ pub async fn up(
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let storage = StorageArgs::sqlite();
-    let prepared: PreparedApiServer =
-        crate::prepare_apiserver(&args.data_dir, args.listen, &storage, TlsArgs::default())
-            .await
-            .context("starting the API server")?;
-    let (url, kubeconfig) = (prepared.url.clone(), prepared.kubeconfig.clone());
+    let prepared: PreparedApiServer = crate::prepare_apiserver(
+        &args.data_dir,
+        args.listen,
+        &storage,
+        TlsArgs::default(),
+        &crate::AuthArgs::default(),
+    )
+    .await
+    .context("starting the API server")?;
+    let url = prepared.url.clone();
+    let kubeconfig = prepared
+        .kubeconfig
+        .clone()
+        .context("a standalone server writes its admin kubeconfig")?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(prepared.serve(async move {
         let mut stopped = stopped;
@@ -85,7 +88,10 @@ pub async fn up(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "API server up"
     );
-    let client = client_for(&kubeconfig).await?;
+    let client = crate::kube_client(Some(&kubeconfig)).await?;
+    // The controller runs as itself, with only the permissions its role grants.
+    let controller_client =
+        crate::kube_client(Some(&args.data_dir.join("controller.kubeconfig"))).await?;
 
     let broker = if args.no_demo_broker {
         None
@@ -122,7 +128,7 @@ pub async fn up(
         identity: "service-catalog-up".into(),
         announce: false,
     };
-    let controllers = tokio::spawn(controller::run(client, settings, async {
+    let controllers = tokio::spawn(controller::run(controller_client, settings, async {
         std::future::pending::<()>().await
     }));
 

@@ -21,7 +21,9 @@ async fn server() -> anyhow::Result<(ServerProcess, Client, (tempfile::TempDir, 
     let args = storage.apiserver_args(dir.path(), true);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let process = ServerProcess::start(env!("CARGO_BIN_EXE_service-catalog"), &args).await?;
-    let config = kube::Config::new(process.url.parse()?);
+    // The admin kubeconfig the server wrote (its token; plain HTTP on loopback).
+    let kubeconfig = kube::config::Kubeconfig::read_from(dir.path().join("kubeconfig"))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let client = Client::try_from(config)?;
     Ok((process, client, (dir, storage)))
 }

@@ -43,7 +43,9 @@ async fn replica_with(
     ];
     args.extend_from_slice(extra);
     let process = ServerProcess::start(env!("CARGO_BIN_EXE_service-catalog"), &args).await?;
-    let mut config = kube::Config::new(process.url.parse()?);
+    // The admin kubeconfig this server wrote (its token; plain HTTP on loopback).
+    let kubeconfig = kube::config::Kubeconfig::read_from(dir.join("kubeconfig"))?;
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     // kube-rs retries 503s by itself; these tests look at what the server answers.
     config.default_retry = false;
     let client = Client::try_from(config)?;

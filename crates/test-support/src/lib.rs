@@ -263,6 +263,31 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// Issues a client certificate with common name `cn` (and organization `group`):
+    /// (certificate PEM, key PEM).
+    pub fn issue_client_cert(
+        &self,
+        cn: &str,
+        group: Option<&str>,
+    ) -> anyhow::Result<(String, String)> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        if let Some(group) = group {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, group);
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate()?;
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
 /// Runs one of the project's idempotent setup scripts and returns the path it prints last.
 fn provisioned(script: &str) -> anyhow::Result<PathBuf> {
     let script = workspace_root().join(script);

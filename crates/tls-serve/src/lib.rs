@@ -14,8 +14,14 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::server::TlsStream;
+
+pub mod serve;
+
+pub use serve::{PeerCertificates, ServeLimits, serve};
+pub use tokio_rustls::rustls;
 
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -45,6 +51,57 @@ pub struct TlsFiles {
 
 /// A rustls server config from PEM files, offering `alpn` protocols (e.g. `h2`, `http/1.1`).
 pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_with_client_roots(files, alpn, &[])
+}
+
+/// The certificates in a PEM file (a CA bundle).
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|e| file_error(path, e))?;
+    parse_certificates(&pem).map_err(|message| file_error(path, message))
+}
+
+/// The certificates in PEM text; an error if there are none.
+pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = rustls_pemfile::certs(&mut BufReader::new(pem))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no PEM certificate found".into());
+    }
+    Ok(certs)
+}
+
+/// The crypto provider every config here uses. Explicit: the process may link more than one,
+/// and the implicit default would then be ambiguous.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A verifier of client certificates issued by `roots`, for checking a connection's chain
+/// after the handshake (which CA issued it decides what it may claim).
+pub fn client_verifier(
+    roots: &[CertificateDer<'static>],
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut store = rustls::RootCertStore::empty();
+    for cert in roots {
+        store
+            .add(cert.clone())
+            .map_err(|e| TlsError::Config(format!("client CA: {e}")))?;
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))
+}
+
+/// Like [`server_config`], and clients may present a certificate issued by one of
+/// `client_roots` (optional: a client without one is still served, and authenticates
+/// otherwise). A certificate from anyone else fails the handshake.
+pub fn server_config_with_client_roots(
+    files: &TlsFiles,
+    alpn: &[&[u8]],
+    client_roots: &[CertificateDer<'static>],
+) -> Result<Arc<ServerConfig>, TlsError> {
     let open = |path: &PathBuf| {
         std::fs::File::open(path)
             .map(BufReader::new)
@@ -59,16 +116,17 @@ pub fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
     let key = rustls_pemfile::private_key(&mut open(&files.private_key)?)
         .map_err(|e| file_error(&files.private_key, e))?
         .ok_or_else(|| file_error(&files.private_key, "no PEM private key found"))?;
-    // An explicit provider: the process may link more than one, and the implicit default
-    // would then be ambiguous.
-    let mut config = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| TlsError::Config(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = if client_roots.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        builder.with_client_cert_verifier(client_verifier(client_roots)?)
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -88,15 +146,7 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<(TlsFiles, String), T
     }
     std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
     let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(generate)?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "service-catalog CA");
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
+    let ca_params = ca_params()?;
     let ca_key = rcgen::KeyPair::generate().map_err(generate)?;
     let ca_pem = ca_params.self_signed(&ca_key).map_err(generate)?.pem();
     let mut params = rcgen::CertificateParams::new(hosts.to_vec()).map_err(generate)?;
@@ -116,6 +166,56 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<(TlsFiles, String), T
     write(&dir.join("ca.key"), ca_key.serialize_pem())?;
     write(&ca_file, ca_pem.clone())?;
     Ok((files, ca_pem))
+}
+
+/// The generated CA's parameters: the same every time, so that a certificate issued later
+/// (see [`issue_client_certificate`]) names exactly the CA's subject as its issuer.
+fn ca_params() -> Result<rcgen::CertificateParams, TlsError> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "service-catalog CA");
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    Ok(params)
+}
+
+/// A client certificate for `user` in `group` (CN and O, as Kubernetes reads them), issued
+/// by the CA [`self_signed`] keeps in `dir`, valid for `days`. Returns (certificate, key) PEM.
+/// One group at most: rcgen keeps one value per name attribute.
+pub fn issue_client_certificate(
+    dir: &Path,
+    user: &str,
+    group: Option<&str>,
+    days: u32,
+) -> Result<(String, String), TlsError> {
+    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let ca_key_file = dir.join("ca.key");
+    let ca_key_pem =
+        std::fs::read_to_string(&ca_key_file).map_err(|e| file_error(&ca_key_file, e))?;
+    let ca_key = rcgen::KeyPair::from_pem(&ca_key_pem).map_err(generate)?;
+    let ca_params = ca_params()?;
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(generate)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, user);
+    if let Some(group) = group {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, group);
+    }
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = std::time::SystemTime::now();
+    params.not_before = now.into();
+    params.not_after = (now + Duration::from_secs(u64::from(days) * 86_400)).into();
+    let key = rcgen::KeyPair::generate().map_err(generate)?;
+    let cert = params.signed_by(&key, &issuer).map_err(generate)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// An axum listener whose connections have completed their TLS handshake.

@@ -40,10 +40,15 @@ impl ApiServer {
     }
 }
 
-/// The controller manager as its own process (so a test can kill it), on `api`, with quick
-/// retries; `extra` flags are added.
+/// The controller manager as its own process (so a test can kill it), on `api`, as its own
+/// user (the generated `controller.kubeconfig`), with quick retries; `extra` flags are added.
 pub async fn controller_manager(api: &ApiServer, extra: &[&str]) -> anyhow::Result<ServerProcess> {
-    let config = api.config.to_string_lossy().into_owned();
+    // The controller's own identity: the tests prove its role is enough.
+    let config = api
+        .config
+        .with_file_name("controller.kubeconfig")
+        .to_string_lossy()
+        .into_owned();
     let mut args = vec![
         "controller-manager",
         "--kubeconfig",
