@@ -228,10 +228,16 @@ impl Authenticator {
         headers: &HeaderMap,
         chain: &[CertificateDer<'static>],
     ) -> Authentication {
-        if let Some(config) = &self.request_header
-            && let Some(user) = front_proxy_user(config, headers, chain)
-        {
-            return Authentication::User(user);
+        if let Some(config) = &self.request_header {
+            match front_proxy_user(config, headers, chain) {
+                FrontProxy::User(user) => return Authentication::User(user),
+                FrontProxy::NameNotAllowed(name) => {
+                    return Authentication::Rejected(format!(
+                        "a request-header client certificate with the common name {name:?}, which is not allowed"
+                    ));
+                }
+                FrontProxy::NotTheProxy => {}
+            }
         }
         if let Some(verifier) = &self.client_ca
             && let Some(user) = certificate_user(verifier.as_ref(), chain)
@@ -283,14 +289,16 @@ fn verified(verifier: &dyn ClientCertVerifier, chain: &[CertificateDer<'static>]
         .is_ok()
 }
 
-/// The subject's common name and organizations.
+/// The subject's common name and organizations. A subject with several common names (or one
+/// that does not decode) names nobody: Go's x509 would pick another one than "the first".
 fn subject_names(leaf: &CertificateDer<'_>) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
     let subject = cert.subject();
-    let common_name = subject
-        .iter_common_name()
-        .find_map(|cn| cn.as_str().ok())?
-        .to_owned();
+    let names: Vec<_> = subject.iter_common_name().collect();
+    let [only] = names.as_slice() else {
+        return None;
+    };
+    let common_name = only.as_str().ok()?.to_owned();
     let organizations = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
@@ -319,19 +327,43 @@ fn certificate_user(
     Some(user)
 }
 
+/// What the front-proxy authenticator concluded.
+enum FrontProxy {
+    User(UserIdentity),
+    /// The request-header CA issued the certificate, to a name not allowed: refused (401).
+    NameNotAllowed(String),
+    /// Not the proxy (or the proxy named no user): the next authenticator decides.
+    NotTheProxy,
+}
+
 fn front_proxy_user(
     config: &RequestHeaderConfig,
     headers: &HeaderMap,
     chain: &[CertificateDer<'static>],
-) -> Option<UserIdentity> {
+) -> FrontProxy {
+    match front_proxy_identity(config, headers, chain) {
+        Ok(Some(user)) => FrontProxy::User(user),
+        Ok(None) => FrontProxy::NotTheProxy,
+        Err(name) => FrontProxy::NameNotAllowed(name),
+    }
+}
+
+/// `Err(common name)` when the certificate's name is not allowed.
+fn front_proxy_identity(
+    config: &RequestHeaderConfig,
+    headers: &HeaderMap,
+    chain: &[CertificateDer<'static>],
+) -> Result<Option<UserIdentity>, String> {
+    let Some(leaf) = chain.first() else {
+        return Ok(None);
+    };
     if !verified(config.verifier.as_ref(), chain) {
-        return None;
+        return Ok(None);
     }
     if !config.allowed_names.is_empty() {
-        let (common_name, _) = subject_names(chain.first()?)?;
+        let common_name = subject_names(leaf).map(|(cn, _)| cn).unwrap_or_default();
         if !config.allowed_names.contains(&common_name) {
-            tracing::debug!(%common_name, "front-proxy certificate with a name not allowed");
-            return None;
+            return Err(common_name);
         }
     }
     let values = |name: &str| {
@@ -342,11 +374,14 @@ fn front_proxy_user(
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    let username = config
+    let Some(username) = config
         .username_headers
         .iter()
         .flat_map(|h| values(h))
-        .find(|v| !v.is_empty())?;
+        .find(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
     let groups = config
         .group_headers
         .iter()
@@ -361,11 +396,12 @@ fn front_proxy_user(
             if let Some(key) = name.strip_prefix(&prefix)
                 && let Ok(value) = value.to_str()
             {
-                // Keys are percent-encoded by the proxy (they may hold `/` and the like).
-                let key: String = form_urlencoded::parse(format!("k={key}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_else(|| key.to_owned());
+                // Keys are percent-encoded by the proxy (they may hold `/` and the like);
+                // a path unescape, as Go's `url.PathUnescape` (a `+` stays a `+`).
+                let key = percent_encoding::percent_decode_str(key)
+                    .decode_utf8()
+                    .map(|k| k.into_owned())
+                    .unwrap_or_else(|_| key.to_owned());
                 extra
                     .entry(key.to_ascii_lowercase())
                     .or_default()
@@ -373,12 +409,14 @@ fn front_proxy_user(
             }
         }
     }
-    Some(UserIdentity {
+    let mut user = UserIdentity {
         username,
         uid: String::new(),
         groups,
         extra,
-    })
+    };
+    user.add_authenticated_group();
+    Ok(Some(user))
 }
 
 /// `token,user,uid[,"group1,group2"]` lines (blank lines and `#` comments skipped).

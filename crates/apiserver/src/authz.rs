@@ -92,10 +92,10 @@ impl Attributes {
             }
             [] => return non_resource(user),
         }
-        let watch = watch_path
-            || form_urlencoded::parse(query.as_bytes())
-                .any(|(k, v)| k == "watch" && (v == "true" || v == "1"));
         let has_name = !attributes.name.is_empty();
+        // The same reading of `watch` as the handlers' (a named GET is a get either way).
+        let watch = !has_name
+            && (watch_path || crate::rest::flag(&crate::rest::parse_query(Some(query)), "watch"));
         let verb = match *method {
             Method::GET | Method::HEAD if watch => "watch",
             Method::GET | Method::HEAD if has_name => "get",
@@ -175,6 +175,18 @@ pub enum Decision {
     Allow,
     /// Not allowed, with why (often empty, as RBAC's).
     Deny(String),
+}
+
+/// How requests are authorized.
+#[derive(Clone, Default)]
+pub enum Authorization {
+    /// Everything is allowed (in-process test servers; never the binary's choice).
+    #[default]
+    AlwaysAllow,
+    /// The stored RBAC objects decide (standalone mode).
+    Rbac,
+    /// Someone else decides (SubjectAccessReview against the cluster, in aggregated mode).
+    Delegated(std::sync::Arc<dyn Authorizer>),
 }
 
 /// An authorizer outside this server (SubjectAccessReview against the cluster).

@@ -145,6 +145,26 @@ impl KindCache {
         }
     }
 
+    /// Waits (briefly) until the cache is at `at_least` or beyond; `false` if it did not get
+    /// there in time.
+    pub async fn caught_up(&self, at_least: Revision) -> bool {
+        let mut revisions = self.revision.subscribe();
+        if *revisions.borrow() >= at_least {
+            return true;
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.wanted.notify_one();
+        let caught_up =
+            tokio::time::timeout(CATCH_UP, revisions.wait_for(|r| *r >= at_least)).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        matches!(caught_up, Ok(Ok(_)))
+    }
+
+    /// The revision the cache is at (0 before the first load).
+    pub fn revision(&self) -> Revision {
+        *self.revision.borrow()
+    }
+
     /// Every object and the revision they are at; `None` until the first load.
     pub fn snapshot(&self) -> Option<(Revision, Vec<Value>)> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
@@ -160,14 +180,8 @@ impl KindCache {
         limit: Option<usize>,
         matches: impl Fn(&Value) -> bool,
     ) -> Option<(Vec<Value>, Revision, Option<String>)> {
-        let mut revisions = self.revision.subscribe();
-        if *revisions.borrow() < at_least {
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            self.wanted.notify_one();
-            let caught_up =
-                tokio::time::timeout(CATCH_UP, revisions.wait_for(|r| *r >= at_least)).await;
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            caught_up.ok()?.ok()?;
+        if !self.caught_up(at_least).await {
+            return None;
         }
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let mut items = Vec::new();

@@ -42,7 +42,7 @@ use serde_json::json;
 use storage::{StorageError, Store};
 
 pub use auth::{Authentication, Authenticator, UserIdentity};
-pub use authz::{Attributes, Authorizer, Decision};
+pub use authz::{Attributes, Authorization, Authorizer, Decision};
 pub use kinds::{
     Admission, Column, ColumnValue, Registry, ResourceKind, SpecSubresource, Strategy,
 };
@@ -62,27 +62,16 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// How requests are authorized.
-#[derive(Clone, Default)]
-pub enum Authorization {
-    /// Everything is allowed (in-process test servers; never the binary's choice).
-    #[default]
-    AlwaysAllow,
-    /// The stored RBAC objects decide (standalone mode).
-    Rbac,
-    /// Someone else decides (SubjectAccessReview against the cluster, in aggregated mode).
-    Delegated(Arc<dyn Authorizer>),
-}
-
 pub struct ApiServer {
     rest: rest::Rest,
     authenticator: Authenticator,
-    authorization: Authorization,
     /// Objects created at start when missing (and kept current when they say so).
     bootstrap_objects: Vec<serde_json::Value>,
     /// CAs whose client certificates the TLS handshake accepts.
     client_roots: Vec<tls_serve::rustls::pki_types::CertificateDer<'static>>,
     limits: tls_serve::ServeLimits,
+    /// Requests must name a loopback host (the insecure plain-HTTP port).
+    loopback_hosts_only: bool,
 }
 
 impl ApiServer {
@@ -92,10 +81,10 @@ impl ApiServer {
         Ok(Self {
             rest: rest::Rest::new(store, registry, metrics),
             authenticator: Authenticator::default(),
-            authorization: Authorization::default(),
             bootstrap_objects: Vec::new(),
             client_roots: Vec::new(),
             limits: tls_serve::ServeLimits::default(),
+            loopback_hosts_only: false,
         })
     }
 
@@ -112,7 +101,7 @@ impl ApiServer {
             self.bootstrap_objects.splice(0..0, authz::default_policy());
             self.rest.rbac_enforced = true;
         }
-        self.authorization = authorization;
+        self.rest.authorization = authorization;
         self
     }
 
@@ -132,6 +121,13 @@ impl ApiServer {
         self
     }
 
+    /// Refuse requests whose `Host` is not a loopback name (for the insecure port, where a
+    /// request without credentials is an administrator).
+    pub fn with_loopback_hosts_only(mut self) -> Self {
+        self.loopback_hosts_only = true;
+        self
+    }
+
     pub fn with_limits(mut self, limits: tls_serve::ServeLimits) -> Self {
         self.limits = limits;
         self
@@ -139,32 +135,7 @@ impl ApiServer {
 
     /// Whether `attributes` may proceed.
     pub async fn authorize(&self, attributes: &Attributes) -> Decision {
-        match &self.authorization {
-            Authorization::AlwaysAllow => Decision::Allow,
-            Authorization::Delegated(authorizer) => {
-                if attributes
-                    .user
-                    .groups
-                    .iter()
-                    .any(|g| g == authz::SUPERUSER_GROUP)
-                {
-                    return Decision::Allow;
-                }
-                authorizer.authorize(attributes).await
-            }
-            Authorization::Rbac => {
-                if self.rest.rbac_policy(false).await.allows(attributes) {
-                    return Decision::Allow;
-                }
-                // The cache may be a moment behind a binding just written: before refusing,
-                // read the policy as of now.
-                if self.rest.rbac_policy(true).await.allows(attributes) {
-                    Decision::Allow
-                } else {
-                    Decision::Deny(String::new())
-                }
-            }
-        }
+        self.rest.authorize(attributes).await
     }
 
     /// Creates the built-in namespaces if the registry serves namespaces and they are missing.
@@ -196,8 +167,8 @@ impl ApiServer {
         Ok(())
     }
 
-    /// Creates a bootstrap object if missing; replaces a stored one that still carries the
-    /// autoupdate annotation and differs (rules, roleRef, subjects), as kube-apiserver's RBAC
+    /// Creates a bootstrap object if missing; adds missing default rules and subjects to a
+    /// stored one that still carries the autoupdate annotation, as kube-apiserver's RBAC
     /// bootstrap reconciles its defaults.
     async fn bootstrap_object(&self, object: &serde_json::Value) -> Result<(), StorageError> {
         let text = |pointer: &str| {
@@ -244,14 +215,36 @@ impl ApiServer {
             ))
             .and_then(|v| v.as_str())
             == Some("true");
-        let fields = ["rules", "roleRef", "subjects"];
-        if !autoupdate || fields.iter().all(|f| current.get(f) == object.get(f)) {
+        if !autoupdate {
             return Ok(());
         }
-        for field in fields {
-            if let Some(value) = object.get(field) {
-                current[field] = value.clone();
+        // Missing default rules and subjects are added; what an operator added is kept (as
+        // kube-apiserver's reconciliation merges rather than replaces).
+        let mut changed = false;
+        for field in ["rules", "subjects"] {
+            let Some(defaults) = object.get(field).and_then(|v| v.as_array()) else {
+                continue;
+            };
+            if !current.get(field).is_some_and(|v| v.is_array()) {
+                current[field] = json!([]);
             }
+            if let Some(list) = current.get_mut(field).and_then(|v| v.as_array_mut()) {
+                for item in defaults {
+                    if !list.contains(item) {
+                        list.push(item.clone());
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if let Some(role_ref) = object.get("roleRef")
+            && current.get("roleRef") != Some(role_ref)
+        {
+            current["roleRef"] = role_ref.clone();
+            changed = true;
+        }
+        if !changed {
+            return Ok(());
         }
         match self
             .rest
@@ -308,6 +301,10 @@ impl ApiServer {
                 )
             })
             .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY))
+            // A client sending its body a byte at a time does not hold a handler forever.
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                REQUEST_BODY_TIMEOUT,
+            ))
             .layer(axum::middleware::map_response(too_large_as_status))
             .layer(axum::middleware::from_fn_with_state(self.clone(), guard))
             .with_state(self)
@@ -393,12 +390,9 @@ impl ApiServer {
 /// Health endpoints answer everyone: kubelet probes and the aggregator's carry no
 /// credentials.
 fn is_health_path(path: &str) -> bool {
-    ["/healthz", "/livez", "/readyz"].iter().any(|p| {
-        path == *p
-            || path
-                .strip_prefix(p)
-                .is_some_and(|rest| rest.starts_with('/'))
-    })
+    // The bare paths only, as kube-apiserver's `system:public-info-viewer`: the individual
+    // checks below them are for authenticated callers.
+    ["/healthz", "/livez", "/readyz"].contains(&path)
 }
 
 /// Authentication and authorization of every request but the health checks; the user is
@@ -408,9 +402,38 @@ async fn guard(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let path = request.uri().path().to_owned();
-    if is_health_path(&path) {
+    let raw_path = request.uri().path().to_owned();
+    if is_health_path(&raw_path) {
         return next.run(request).await;
+    }
+    // The handlers see percent-decoded paths; authorization must judge the same path. An
+    // encoded `/` would make the two disagree on where segments end, and no Kubernetes name
+    // contains one: refused.
+    if raw_path.to_ascii_lowercase().contains("%2f") {
+        return ApiError::bad_request("the request path must not contain an encoded '/' (%2F)")
+            .into_response();
+    }
+    let Ok(path) = percent_encoding::percent_decode_str(&raw_path).decode_utf8() else {
+        return ApiError::bad_request("the request path is not valid UTF-8 once decoded")
+            .into_response();
+    };
+    let path = path.into_owned();
+    if let Some(refusal) = server.host_refusal(request.headers()) {
+        return refusal;
+    }
+    // Impersonation is not implemented: acting on such a request as the caller would
+    // silently do something else than asked.
+    if request
+        .headers()
+        .keys()
+        .any(|name| name.as_str().starts_with("impersonate-"))
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "impersonation (Impersonate-* headers) is not supported by this server",
+        )
+        .into_response();
     }
     let chain = request
         .extensions()
@@ -445,6 +468,36 @@ async fn guard(
 
 fn unauthorized() -> Response {
     ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized").into_response()
+}
+
+impl ApiServer {
+    /// With [`ApiServer::with_loopback_hosts_only`]: a request naming another host is refused
+    /// (a DNS-rebinding web page reaching a loopback port names its own host).
+    fn host_refusal(&self, headers: &HeaderMap) -> Option<Response> {
+        if !self.loopback_hosts_only {
+            return None;
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        let allowed =
+            ["localhost", "127.0.0.1", "[::1]", ""].contains(&name) || name.starts_with("127.");
+        (!allowed).then(|| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "host {host:?} is not a loopback name; this port only answers loopback requests"
+                ),
+            )
+            .into_response()
+        })
+    }
 }
 
 /// The user [`guard`] authenticated (anonymous for a router used without it).
@@ -502,7 +555,15 @@ fn review_body(
     } else {
         serde_json::from_slice(body).map_err(|e| e.to_string())
     };
-    decoded.map_err(|e| ApiError::bad_request(format!("the body is not a {kind}: {e}")))
+    match decoded {
+        Ok(review @ serde_json::Value::Object(_)) => Ok(review),
+        Ok(_) => Err(ApiError::bad_request(format!(
+            "the body is not a {kind}: not an object"
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the body is not a {kind}: {e}"
+        ))),
+    }
 }
 
 /// `kubectl auth can-i --list`: what may the requester do in a namespace? Answered from RBAC;
@@ -693,6 +754,9 @@ fn not_found() -> Response {
     )
     .into_response()
 }
+
+/// How long a client may take to send a request body.
+const REQUEST_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The largest request body accepted, as kube-apiserver's (3 MiB).
 pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;

@@ -262,8 +262,39 @@ impl Strategy for RoleStrategy {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        if object
+            .get("rules")
+            .is_some_and(|r| !r.is_array() && !r.is_null())
+        {
+            causes.push(Cause::invalid(
+                "rules",
+                "<value>",
+                "must be a list of rules",
+            ));
+        }
         for (index, rule) in rules.iter().enumerate() {
             let field = |f: &str| format!("rules[{index}].{f}");
+            // A string where a list belongs must not read as "no restriction".
+            for list in [
+                "verbs",
+                "apiGroups",
+                "resources",
+                "resourceNames",
+                "nonResourceURLs",
+            ] {
+                let well_typed = match rule.get(list) {
+                    None | Some(Value::Null) => true,
+                    Some(Value::Array(items)) => items.iter().all(Value::is_string),
+                    Some(_) => false,
+                };
+                if !well_typed {
+                    causes.push(Cause::invalid(
+                        &field(list),
+                        "<value>",
+                        "must be a list of strings",
+                    ));
+                }
+            }
             if list_len(rule.get("verbs")) == 0 {
                 causes.push(Cause::required(&field("verbs")));
             }
@@ -401,6 +432,16 @@ impl Strategy for BindingStrategy {
                 "cannot change roleRef",
             ));
         }
+        if object
+            .get("subjects")
+            .is_some_and(|r| !r.is_array() && !r.is_null())
+        {
+            causes.push(Cause::invalid(
+                "subjects",
+                "<value>",
+                "must be a list of subjects",
+            ));
+        }
         let subjects = object
             .get("subjects")
             .and_then(Value::as_array)
@@ -409,6 +450,14 @@ impl Strategy for BindingStrategy {
         for (index, subject) in subjects.iter().enumerate() {
             let field = |f: &str| format!("subjects[{index}].{f}");
             let text = |f: &str| subject.get(f).and_then(Value::as_str).unwrap_or_default();
+            for key in ["kind", "name", "namespace", "apiGroup"] {
+                if subject
+                    .get(key)
+                    .is_some_and(|v| !v.is_string() && !v.is_null())
+                {
+                    causes.push(Cause::invalid(&field(key), "<value>", "must be a string"));
+                }
+            }
             if text("name").is_empty() {
                 causes.push(Cause::required(&field("name")));
             }

@@ -43,6 +43,8 @@ pub struct Rest {
     /// Becomes `true` when the server shuts down: open watches end so that the graceful
     /// shutdown (which waits for every connection) is not held up by long-running streams.
     pub shutting_down: tokio::sync::watch::Sender<bool>,
+    /// How requests are authorized.
+    pub authorization: crate::authz::Authorization,
     /// RBAC decides (the RBAC kinds' admission then also refuses escalation).
     pub rbac_enforced: bool,
     /// The compiled RBAC policy and the cache revisions it was compiled at.
@@ -75,6 +77,7 @@ impl Rest {
             schemas,
             caches: OnceLock::new(),
             shutting_down: tokio::sync::watch::Sender::new(false),
+            authorization: crate::authz::Authorization::default(),
             rbac_enforced: false,
             policy: std::sync::Mutex::new(None),
         }
@@ -124,14 +127,14 @@ impl Target<'_> {
 
 type Query = HashMap<String, String>;
 
-fn parse_query(raw: Option<&str>) -> Query {
+pub(crate) fn parse_query(raw: Option<&str>) -> Query {
     form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 
-fn flag(query: &Query, name: &str) -> bool {
+pub(crate) fn flag(query: &Query, name: &str) -> bool {
     query.get(name).is_some_and(|v| v == "true" || v == "1")
 }
 
@@ -660,43 +663,35 @@ impl Rest {
             .transpose()
     }
 
-    /// A kind's objects as its watch cache holds them now, and the cache's revision; `None`
-    /// before the cache has loaded (or for a kind not served). No store round trip: for
-    /// callers that tolerate a cache a moment behind (the RBAC policy).
-    pub(crate) fn cached_now(&self, group: &str, plural: &str) -> Option<(Revision, Vec<Value>)> {
-        let kind = self
-            .registry
-            .kinds()
-            .iter()
-            .find(|k| k.group == group && k.plural == plural)?;
-        let cache = self.caches.get()?.get(&kind.key_prefix())?;
-        cache.snapshot()
-    }
-
-    /// The compiled RBAC policy: from the watch caches, recompiled when they moved; with
-    /// `current`, as of the store's current revision.
+    /// The compiled RBAC policy: from the watch caches, recompiled only when one of them
+    /// moved; with `current`, after the caches caught up with the store's current revision
+    /// (or, if they cannot in time, read from the store).
     pub(crate) async fn rbac_policy(&self, current: bool) -> Arc<crate::authz::Policy> {
-        if !current {
-            let snapshots: Option<Vec<_>> = POLICY_KINDS
-                .iter()
-                .map(|plural| self.cached_now(crate::rbac::GROUP, plural))
-                .collect();
-            if let Some(snapshots) = snapshots {
-                let revisions: Vec<_> = snapshots.iter().map(|(r, _)| *r).collect();
-                let mut compiled = self.policy.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((at, policy)) = compiled.as_ref()
-                    && *at == revisions
-                {
-                    return policy.clone();
+        let caches: Option<Vec<Arc<KindCache>>> = POLICY_KINDS
+            .iter()
+            .map(|plural| {
+                let kind = self
+                    .registry
+                    .kinds()
+                    .iter()
+                    .find(|k| k.group == crate::rbac::GROUP && k.plural == *plural)?;
+                self.caches.get()?.get(&kind.key_prefix()).cloned()
+            })
+            .collect();
+        if let Some(caches) = caches {
+            let mut ready = caches.iter().all(|c| c.revision() > 0);
+            if ready && current {
+                match self.store.current_revision().await {
+                    Ok(now) => {
+                        for cache in &caches {
+                            ready &= cache.caught_up(now).await;
+                        }
+                    }
+                    Err(_) => ready = false,
                 }
-                let policy = Arc::new(crate::authz::Policy::compile(
-                    &snapshots[0].1,
-                    &snapshots[1].1,
-                    &snapshots[2].1,
-                    &snapshots[3].1,
-                ));
-                *compiled = Some((revisions, policy.clone()));
-                return policy;
+            }
+            if ready {
+                return self.compiled_policy(&caches);
             }
         }
         let mut lists = Vec::new();
@@ -715,6 +710,57 @@ impl Rest {
         Arc::new(crate::authz::Policy::compile(
             &lists[0], &lists[1], &lists[2], &lists[3],
         ))
+    }
+
+    /// The policy compiled from the caches' current contents, reused while none moved.
+    fn compiled_policy(&self, caches: &[Arc<KindCache>]) -> Arc<crate::authz::Policy> {
+        let mut compiled = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        let revisions: Vec<Revision> = caches.iter().map(|c| c.revision()).collect();
+        if let Some((at, policy)) = compiled.as_ref()
+            && *at == revisions
+        {
+            return policy.clone();
+        }
+        let snapshots: Vec<Vec<Value>> = caches
+            .iter()
+            .map(|c| c.snapshot().map(|(_, objects)| objects).unwrap_or_default())
+            .collect();
+        let policy = Arc::new(crate::authz::Policy::compile(
+            &snapshots[0],
+            &snapshots[1],
+            &snapshots[2],
+            &snapshots[3],
+        ));
+        *compiled = Some((revisions, policy.clone()));
+        policy
+    }
+
+    /// Whether `attributes` may proceed.
+    pub async fn authorize(&self, attributes: &crate::authz::Attributes) -> crate::authz::Decision {
+        let superuser = attributes
+            .user
+            .groups
+            .iter()
+            .any(|g| g == crate::authz::SUPERUSER_GROUP);
+        match &self.authorization {
+            crate::authz::Authorization::AlwaysAllow => crate::authz::Decision::Allow,
+            _ if superuser => crate::authz::Decision::Allow,
+            crate::authz::Authorization::Delegated(authorizer) => {
+                authorizer.authorize(attributes).await
+            }
+            crate::authz::Authorization::Rbac => {
+                if self.rbac_policy(false).await.allows(attributes) {
+                    return crate::authz::Decision::Allow;
+                }
+                // The cache may be a moment behind a binding just written: before refusing,
+                // read the policy as of now.
+                if self.rbac_policy(true).await.allows(attributes) {
+                    crate::authz::Decision::Allow
+                } else {
+                    crate::authz::Decision::Deny(String::new())
+                }
+            }
+        }
     }
 
     /// Every stored object of a served kind (in one namespace, for namespaced kinds).
@@ -1349,6 +1395,28 @@ impl Rest {
         for _ in 0..PATCH_RETRIES {
             match self.read(target).await {
                 Err(error) if error.reason == "NotFound" => {
+                    // Applying to a subresource never creates; creating needs `create`, not
+                    // only the `patch` the request was authorized for (as kube-apiserver).
+                    if target.subresource.is_some() {
+                        return Err(error);
+                    }
+                    let attributes = crate::authz::Attributes {
+                        user: target.user.clone(),
+                        verb: "create".into(),
+                        resource: Some(crate::authz::ResourceAttributes {
+                            namespace: target.namespace.clone().unwrap_or_default(),
+                            group: target.kind.group.to_owned(),
+                            version: target.kind.version.to_owned(),
+                            resource: target.kind.plural.to_owned(),
+                            subresource: String::new(),
+                            name: target.name.clone().unwrap_or_default(),
+                        }),
+                        path: String::new(),
+                    };
+                    if let crate::authz::Decision::Deny(reason) = self.authorize(&attributes).await
+                    {
+                        return Err(attributes.forbidden(&reason));
+                    }
                     let mut object = applied.clone();
                     apply::record(
                         &mut object,

@@ -27,7 +27,12 @@ impl Default for BindingStrategy {
     }
 }
 
-fn check_transform(causes: &mut Vec<Cause>, i: usize, transform: &SecretTransform) {
+fn check_transform(
+    causes: &mut Vec<Cause>,
+    i: usize,
+    transform: &SecretTransform,
+    binding_namespace: &str,
+) {
     let path = format!("spec.secretTransforms[{i}]");
     let given = [
         transform.rename_key.is_some(),
@@ -64,7 +69,20 @@ fn check_transform(causes: &mut Vec<Cause>, i: usize, transform: &SecretTransfor
     }
     if let Some(from) = &transform.add_keys_from {
         match &from.secret_ref {
-            Some(reference) => required("addKeysFrom.secretRef.name", &reference.name),
+            Some(reference) => {
+                required("addKeysFrom.secretRef.name", &reference.name);
+                // The controller reads the Secret with its own rights: another namespace's
+                // would leak into a Secret the binding's owner can read.
+                if !reference.namespace.is_empty() && reference.namespace != binding_namespace {
+                    causes.push(Cause::forbidden(
+                        &format!("{path}.addKeysFrom.secretRef.namespace"),
+                        &format!(
+                            "keys may only be added from Secrets in the binding's own namespace {binding_namespace:?}, not {:?}",
+                            reference.namespace
+                        ),
+                    ));
+                }
+            }
             None => required("addKeysFrom.secretRef", ""),
         }
     }
@@ -176,8 +194,9 @@ impl Strategy for BindingStrategy {
         common::check_subdomain(&mut causes, "spec.secretName", &spec.secret_name);
         common::check_parameters(&mut causes, spec.parameters.as_ref());
         common::check_parameters_from(&mut causes, &spec.parameters_from);
+        let namespace = binding.metadata.namespace.clone().unwrap_or_default();
         for (i, transform) in spec.secret_transforms.iter().enumerate() {
-            check_transform(&mut causes, i, transform);
+            check_transform(&mut causes, i, transform, &namespace);
         }
         let status = binding.status.clone().unwrap_or_default();
         let operations = [catalog_api::OPERATION_BIND, catalog_api::OPERATION_UNBIND];

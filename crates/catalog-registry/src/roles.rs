@@ -4,10 +4,13 @@
 //! - `servicecatalog.k8s.io:admin` — the catalog administrator: everything in the catalog
 //!   group (cluster brokers included) and the Secrets brokers authenticate with.
 //! - `servicecatalog.k8s.io:user` — for a RoleBinding in a team's namespace: provision, bind,
-//!   read the binding Secrets, register the namespace's own brokers; never a cluster broker.
+//!   read the binding Secrets. Registering brokers (even the namespace's own) makes the
+//!   controller call a URL of one's choosing, so that is the admin role's (bound in the
+//!   namespace, it covers only the namespace's brokers).
 //! - `servicecatalog.k8s.io:viewer` — read-only, and no Secrets.
-//! - `servicecatalog.k8s.io:marketplace` — reading cluster brokers, classes and plans, bound to
-//!   every authenticated user (as the original: the marketplace is visible to all).
+//! - `servicecatalog.k8s.io:marketplace` — reading cluster classes and plans, bound to every
+//!   authenticated user (as the original: the marketplace is visible to all). Brokers (their
+//!   URLs and credentials' Secret names) are not in it.
 //! - `servicecatalog.k8s.io:controller-manager` — exactly what the controller does, bound to
 //!   [`CONTROLLER_USER`].
 
@@ -69,12 +72,12 @@ pub fn default_policy() -> Vec<Value> {
         cluster_role(
             USER_ROLE,
             json!([
+                rule(GROUP, &["serviceinstances", "servicebindings"], &WRITE),
                 rule(
                     GROUP,
-                    &["serviceinstances", "servicebindings", "servicebrokers"],
-                    &WRITE
+                    &["servicebrokers", "serviceclasses", "serviceplans"],
+                    &READ
                 ),
-                rule(GROUP, &["serviceclasses", "serviceplans"], &READ),
                 rule(
                     GROUP,
                     &[
@@ -101,11 +104,7 @@ pub fn default_policy() -> Vec<Value> {
             MARKETPLACE_ROLE,
             json!([rule(
                 GROUP,
-                &[
-                    "clusterservicebrokers",
-                    "clusterserviceclasses",
-                    "clusterserviceplans"
-                ],
+                &["clusterserviceclasses", "clusterserviceplans"],
                 &READ
             )]),
         ),
@@ -148,9 +147,7 @@ pub fn default_policy() -> Vec<Value> {
                 rule(
                     "",
                     &["secrets"],
-                    &[
-                        "get", "list", "watch", "create", "update", "patch", "delete"
-                    ]
+                    &["get", "create", "update", "patch", "delete"]
                 ),
                 rule("", &["namespaces"], &READ),
                 rule("", &["events"], &["create", "update", "patch"]),

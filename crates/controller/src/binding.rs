@@ -479,11 +479,19 @@ async fn transform(
         if let Some(from) = &transform.add_keys_from
             && let Some(reference) = &from.secret_ref
         {
-            let source_namespace = if reference.namespace.is_empty() {
-                namespace
-            } else {
-                &reference.namespace
-            };
+            // Only the binding's own namespace (the API server refuses others too): the
+            // controller's rights must not carry another namespace's Secret to this one.
+            if !reference.namespace.is_empty() && reference.namespace != namespace {
+                return Err(Problem::fail(
+                    "ErrorSecretTransform",
+                    format!(
+                        "keys may only be added from Secrets in the binding's namespace {namespace}, not {}",
+                        reference.namespace
+                    ),
+                )
+                .into());
+            }
+            let source_namespace = namespace;
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), source_namespace);
             let secret = secrets.get_opt(&reference.name).await?.ok_or_else(|| {
                 Problem::retry(

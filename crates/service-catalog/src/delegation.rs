@@ -26,7 +26,7 @@ struct TtlCache<K, V> {
     entries: Mutex<HashMap<K, (Instant, V)>>,
 }
 
-impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
+impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     fn new() -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
@@ -49,19 +49,31 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
         if entries.len() >= CACHE_CAPACITY {
             let now = Instant::now();
             entries.retain(|_, (expires, _)| *expires > now);
-            if entries.len() >= CACHE_CAPACITY {
-                entries.clear();
+            // Still full of live entries: the one expiring first goes (never all of them, so
+            // a flood of new keys cannot flush the answers everyone else relies on).
+            if entries.len() >= CACHE_CAPACITY
+                && let Some(oldest) = entries
+                    .iter()
+                    .min_by_key(|(_, (expires, _))| *expires)
+                    .map(|(key, _)| key.clone())
+            {
+                entries.remove(&oldest);
             }
         }
         entries.insert(key, (Instant::now() + ttl, value));
     }
 }
 
+/// Tokens longer than this are refused without asking the cluster (Kubernetes' service
+/// account and OIDC tokens are a few KiB).
+const MAX_TOKEN_LENGTH: usize = 16 * 1024;
+
 /// TokenReview against the cluster.
 pub struct DelegatedAuthentication {
     client: Client,
     ttl: Duration,
-    cache: TtlCache<String, Option<UserIdentity>>,
+    /// By the token's SHA-256: the cache holds no credentials and its keys have a fixed size.
+    cache: TtlCache<Vec<u8>, Option<UserIdentity>>,
 }
 
 impl DelegatedAuthentication {
@@ -77,7 +89,13 @@ impl DelegatedAuthentication {
 #[async_trait::async_trait]
 impl apiserver::auth::TokenReviewer for DelegatedAuthentication {
     async fn review(&self, token: &str) -> Result<Option<UserIdentity>, String> {
-        if let Some(known) = self.cache.get(&token.to_owned()) {
+        if token.len() > MAX_TOKEN_LENGTH {
+            return Ok(None);
+        }
+        let key = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .to_vec();
+        if let Some(known) = self.cache.get(&key) {
             return Ok(known);
         }
         let review = TokenReview {
@@ -97,7 +115,7 @@ impl apiserver::auth::TokenReviewer for DelegatedAuthentication {
             .and_then(|s| s.user)
             .and_then(|u| serde_json::to_value(u).ok())
             .and_then(|u| UserIdentity::from_user_info(&u));
-        self.cache.put(token.to_owned(), user.clone(), self.ttl);
+        self.cache.put(key, user.clone(), self.ttl);
         Ok(user)
     }
 }

@@ -181,7 +181,6 @@ async fn the_front_proxy_speaks_for_its_user_and_forged_headers_do_not() -> anyh
             .get(server.url(INSTANCES))
             .header("X-Remote-User", "dave")
             .header("X-Remote-Group", "team-d")
-            .header("X-Remote-Group", "system:authenticated")
             .header("X-Remote-Extra-Scopes", "catalog"),
     )
     .await?;
@@ -194,6 +193,7 @@ async fn the_front_proxy_speaks_for_its_user_and_forged_headers_do_not() -> anyh
         .and_then(|a| a.access_reviews.last().cloned())
         .unwrap_or_default();
     assert_eq!(review["user"], "dave");
+    // The proxy's groups, and every authenticated user's.
     assert_eq!(review["groups"], json!(["team-d", "system:authenticated"]));
     assert_eq!(review["extra"], json!({"scopes": ["catalog"]}));
     assert_eq!(

@@ -325,6 +325,35 @@ async fn a_namespace_user_works_in_their_namespace_and_cannot_read_anothers() ->
         &["delete", "rolebinding", "catalog-users", "-n", "team-a"],
         "cannot delete resource \"rolebindings\"",
     )?;
+    // Keys from another namespace's Secret cannot be copied into a binding's Secret (the
+    // controller would read it with its own rights).
+    let binding = users.api.dir.path().join("binding.yaml");
+    std::fs::write(
+        &binding,
+        "apiVersion: servicecatalog.k8s.io/v1beta1\nkind: ServiceBinding\nmetadata:\n  name: b\n  namespace: team-a\nspec:\n  instanceRef:\n    name: db\n  secretTransforms:\n  - addKeysFrom:\n      secretRef:\n        namespace: team-b\n        name: db-credentials\n",
+    )?;
+    refused(
+        alice,
+        &["create", "-f", &binding.to_string_lossy()],
+        "spec.secretTransforms[0].addKeysFrom.secretRef.namespace: Forbidden: keys may only be added from Secrets in the binding's own namespace",
+    )?;
+    // Nor can a path with an encoded '/' be authorized as one thing and run as another.
+    let (code, status) = call(
+        &https(&users)?,
+        &format!(
+            "{}/apis/servicecatalog.k8s.io/v1beta1/namespaces/team-a/serviceinstances/db%2Fstatus",
+            users.api.process.url
+        ),
+        Some(BOB_TOKEN),
+    )
+    .await?;
+    assert_eq!(code, 400, "{status}");
+    // Impersonation is refused, not ignored.
+    refused(
+        alice,
+        &["get", "secrets", "-n", "team-a", "--as=bob"],
+        "impersonation (Impersonate-* headers) is not supported",
+    )?;
     // Nothing they tried changed anything.
     let bindings = ok(
         &users.admin,
@@ -528,7 +557,8 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off_and_others_are_serv
         .strip_prefix("http://")
         .context("a plain HTTP URL")?
         .to_owned();
-    // A dozen slow-loris connections: a request line and one header, then nothing.
+    // A dozen slow-loris connections: a request line and one header, then nothing; and a few
+    // that never send a byte.
     let mut slow = Vec::new();
     for _ in 0..12 {
         let mut stream = tokio::net::TcpStream::connect(&address).await?;
@@ -536,6 +566,9 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off_and_others_are_serv
             .write_all(b"GET /version HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             .await?;
         slow.push(stream);
+    }
+    for _ in 0..3 {
+        slow.push(tokio::net::TcpStream::connect(&address).await?);
     }
     // The server still answers others.
     let (code, _) = call(
@@ -600,6 +633,13 @@ async fn plain_http_on_loopback_is_the_insecure_port_and_still_refuses_bad_token
     )
     .await?;
     assert_eq!(code, 401);
+    // A page that rebinds its own host name to 127.0.0.1 names that host: refused.
+    let response = client
+        .get(format!("{}/api/v1/namespaces", process.url))
+        .header("host", "attacker.example:80")
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 403);
     Ok(())
 }
 
@@ -753,5 +793,41 @@ async fn kubectl_auth_can_i_list_shows_what_a_namespace_user_may_do() -> anyhow:
     let in_team_b = ok(&users.alice, &["auth", "can-i", "--list", "-n", "team-b"])?;
     assert!(!in_team_b.contains("secrets"), "{in_team_b}");
     assert!(!in_team_b.contains("serviceinstances"), "{in_team_b}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn applying_an_object_that_does_not_exist_needs_the_right_to_create_it() -> anyhow::Result<()>
+{
+    let users = start_users(&[]).await?;
+    // The controller may patch cluster brokers (finalizers), not create them.
+    let controller = users.admin.with_file_name("controller.kubeconfig");
+    let broker = users.api.dir.path().join("broker.yaml");
+    std::fs::write(
+        &broker,
+        "apiVersion: servicecatalog.k8s.io/v1beta1\nkind: ClusterServiceBroker\nmetadata:\n  name: sneaky\nspec:\n  url: http://127.0.0.1:1\n",
+    )?;
+    refused(
+        &controller,
+        &["apply", "--server-side", "-f", &broker.to_string_lossy()],
+        "cannot create resource \"clusterservicebrokers\"",
+    )?;
+    let listed = ok(
+        &users.admin,
+        &["get", "clusterservicebrokers", "-o", "name"],
+    )?;
+    assert!(!listed.contains("sneaky"), "{listed}");
+    // A review whose body is not an object is a 400, not a dropped connection.
+    let response = https(&users)?
+        .post(format!(
+            "{}/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+            users.api.process.url
+        ))
+        .bearer_auth(BOB_TOKEN)
+        .header("content-type", "application/json")
+        .body("[]")
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 400);
     Ok(())
 }

@@ -141,10 +141,13 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<(TlsFiles, String), T
     };
     let ca_file = dir.join("ca.crt");
     if files.cert_chain.is_file() && files.private_key.is_file() && ca_file.is_file() {
+        // Keys written by earlier versions with the umask's mode are made private.
+        keep_private(dir, &[&files.private_key, &dir.join("ca.key")])?;
         let ca = std::fs::read_to_string(&ca_file).map_err(|e| file_error(&ca_file, e))?;
         return Ok((files, ca));
     }
     std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
+    keep_private(dir, &[])?;
     let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let ca_params = ca_params()?;
     let ca_key = rcgen::KeyPair::generate().map_err(generate)?;
@@ -153,11 +156,14 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<(TlsFiles, String), T
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "service-catalog");
+    // Serving only: the CA is also the client CA, and this must not log in as a user.
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let key = rcgen::KeyPair::generate().map_err(generate)?;
     let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
     let cert = params.signed_by(&key, &issuer).map_err(generate)?;
     let write = |path: &Path, contents: String| {
-        std::fs::write(path, contents).map_err(|e| file_error(path, e))
+        let private = path.extension().is_some_and(|e| e == "key");
+        write_file(path, &contents, private)
     };
     // The key first and the CA last: a crash in between leaves no complete set, so the next
     // start generates a fresh one instead of using half of one.
@@ -166,6 +172,48 @@ pub fn self_signed(dir: &Path, hosts: &[String]) -> Result<(TlsFiles, String), T
     write(&dir.join("ca.key"), ca_key.serialize_pem())?;
     write(&ca_file, ca_pem.clone())?;
     Ok((files, ca_pem))
+}
+
+/// Writes `contents` to `path`; owner-only when `private` (keys: whoever reads the CA key can
+/// mint client certificates, including administrators').
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    let mut file = options.open(path).map_err(|e| file_error(path, e))?;
+    file.write_all(contents.as_bytes())
+        .map_err(|e| file_error(path, e))?;
+    if private {
+        keep_private(Path::new(""), &[path])?;
+    }
+    Ok(())
+}
+
+/// The TLS directory owner-only (0700) and `keys` 0600, whatever they were.
+fn keep_private(dir: &Path, keys: &[&Path]) -> Result<(), TlsError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let set = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| file_error(path, e))
+        };
+        if !dir.as_os_str().is_empty() {
+            set(dir, 0o700)?;
+        }
+        for key in keys {
+            if key.is_file() {
+                set(key, 0o600)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, keys);
+    Ok(())
 }
 
 /// The generated CA's parameters: the same every time, so that a certificate issued later
@@ -288,6 +336,18 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
         let (files, ca) = self_signed(dir.path(), &hosts)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777);
+            assert_eq!(
+                mode(&dir.path().join("ca.key"))?,
+                0o600,
+                "the CA key is private"
+            );
+            assert_eq!(mode(&files.private_key)?, 0o600);
+            assert_eq!(mode(dir.path())?, 0o700);
+        }
         let (_, again) = self_signed(dir.path(), &hosts)?;
         assert_eq!(ca, again, "the CA survives restarts");
         assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));

@@ -1,8 +1,15 @@
 //! The accept loop the project's API server runs on, plain or TLS, instead of `axum::serve`:
 //! axum's loop sets no deadline for reading a request's headers, so a client that sends half a
-//! header (slow-loris) held its connection open forever. Here HTTP/1 connections get
-//! hyper's header read timeout, TLS handshakes a deadline, and every request carries the
-//! connection's [`PeerCertificates`] (what client certificate authentication needs).
+//! header (slow-loris) held its connection open forever. Here:
+//!
+//! - TLS handshakes have a deadline; the protocol is the one ALPN chose (HTTP/2 or HTTP/1.1),
+//!   never sniffed (sniffing waits for bytes without a deadline); plain HTTP is HTTP/1.1.
+//! - HTTP/1 connections get hyper's header read timeout; HTTP/2 ones a ping timeout and a cap
+//!   on concurrent streams.
+//! - At most [`ServeLimits::max_connections`] connections are served at once; more wait in the
+//!   kernel's accept queue.
+//! - Every request carries the connection's [`PeerCertificates`] (what client certificate
+//!   authentication needs).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,13 +44,39 @@ pub struct PeerCertificates {
 pub struct ServeLimits {
     /// How long an HTTP/1 client may take to send a request's headers (kube-apiserver: 32 s).
     pub header_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl Default for ServeLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
+    }
+}
+
+/// Streams one HTTP/2 connection may have open at once (Go's and kube-apiserver's default).
+const MAX_CONCURRENT_STREAMS: u32 = 250;
+
+/// A connection builder for one protocol.
+fn builder(limits: ServeLimits, http2: bool) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if http2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
     }
 }
 
@@ -57,20 +90,20 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    let builder = Arc::new(builder);
+    let http1 = Arc::new(builder(limits, false));
+    let http2 = Arc::new(builder(limits, true));
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -84,20 +117,22 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (builder, router, acceptor, graceful) = (
-            builder.clone(),
+        let (http1, http2, router, acceptor, graceful) = (
+            http1.clone(),
+            http2.clone(),
             router.clone(),
             acceptor.clone(),
             graceful.watcher(),
         );
         tokio::spawn(async move {
+            let _permit = permit;
             match acceptor {
                 None => {
                     let info = PeerCertificates {
                         chain: Arc::default(),
                         peer,
                     };
-                    serve_connection(&builder, graceful, TokioIo::new(stream), router, info).await;
+                    serve_connection(&http1, graceful, TokioIo::new(stream), router, info).await;
                 }
                 Some(acceptor) => {
                     let tls =
@@ -114,6 +149,8 @@ pub async fn serve(
                                 return;
                             }
                         };
+                    let negotiated_h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                    let builder = if negotiated_h2 { &http2 } else { &http1 };
                     let chain = tls
                         .get_ref()
                         .1
@@ -124,7 +161,7 @@ pub async fn serve(
                         chain: Arc::new(chain),
                         peer,
                     };
-                    serve_connection(&builder, graceful, TokioIo::new(tls), router, info).await;
+                    serve_connection(builder, graceful, TokioIo::new(tls), router, info).await;
                 }
             }
         });
