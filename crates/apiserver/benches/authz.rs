@@ -119,10 +119,11 @@ async fn main() -> Result<()> {
     );
 
     // The policy alone.
-    let mut bindings = vec![binding("default", "mine", "user")];
-    bindings.extend(
-        (0..OTHER_BINDINGS).map(|i| binding("default", &format!("b-{i}"), &format!("u-{i}"))),
-    );
+    // The user's binding last: every other one is looked at first.
+    let mut bindings: Vec<Value> = (0..OTHER_BINDINGS)
+        .map(|i| binding("default", &format!("b-{i}"), &format!("u-{i}")))
+        .collect();
+    bindings.push(binding("default", "mine", "user"));
     let started = Instant::now();
     let policy = Policy::compile(&[viewer()], &[], &[], &bindings);
     let compile = started.elapsed();
