@@ -113,12 +113,16 @@ fn walkthrough() -> PathBuf {
     test_support::workspace_root().join("docs/walkthrough.md")
 }
 
-/// A folder with `svcat` and `kubectl` (the current one), for the PATH.
+/// A folder with `svcat`, `service-catalog` and `kubectl` (the current one), for the PATH.
 fn tools(dir: &Path) -> anyhow::Result<PathBuf> {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin)?;
     std::os::unix::fs::symlink(common::SVCAT, bin.join("svcat"))?;
     std::os::unix::fs::symlink(test_support::kubectl_current()?, bin.join("kubectl"))?;
+    std::os::unix::fs::symlink(
+        test_support::workspace_binary("service-catalog"),
+        bin.join("service-catalog"),
+    )?;
     Ok(bin)
 }
 
