@@ -534,24 +534,27 @@ async fn rbac_objects_are_validated_like_kube_apiserver() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// `service-catalog apiserver --plain-http` on a throwaway data dir, with `extra` flags.
+async fn plain_http_server(extra: &[&str]) -> anyhow::Result<(ServerProcess, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().to_string_lossy().into_owned();
+    let mut args = vec![
+        "apiserver",
+        "--data-dir",
+        &data,
+        "--listen",
+        "127.0.0.1:0",
+        "--plain-http",
+    ];
+    args.extend_from_slice(extra);
+    let process = ServerProcess::start(BINARY, &args).await?;
+    Ok((process, dir))
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off_and_others_are_served()
 -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let process = ServerProcess::start(
-        BINARY,
-        &[
-            "apiserver",
-            "--data-dir",
-            &dir.path().to_string_lossy(),
-            "--listen",
-            "127.0.0.1:0",
-            "--plain-http",
-            "--request-header-timeout",
-            "1s",
-        ],
-    )
-    .await?;
+    let (process, _dir) = plain_http_server(&["--request-header-timeout", "1s"]).await?;
     let address = process
         .url
         .strip_prefix("http://")
@@ -596,19 +599,7 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off_and_others_are_serv
 #[tokio::test]
 async fn plain_http_on_loopback_is_the_insecure_port_and_still_refuses_bad_tokens()
 -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let process = ServerProcess::start(
-        BINARY,
-        &[
-            "apiserver",
-            "--data-dir",
-            &dir.path().to_string_lossy(),
-            "--listen",
-            "127.0.0.1:0",
-            "--plain-http",
-        ],
-    )
-    .await?;
+    let (process, _dir) = plain_http_server(&[]).await?;
     let client = reqwest::Client::new();
     let review = client
         .post(format!(
