@@ -225,7 +225,7 @@ impl Strategy for RoleStrategy {
         &self,
         admission: &Admission<'_>,
         object: &mut Value,
-        _old: Option<&Value>,
+        old: Option<&Value>,
     ) -> Result<(), ApiError> {
         let Some(policy) = admission.rbac_policy().await else {
             return Ok(());
@@ -236,8 +236,11 @@ impl Strategy for RoleStrategy {
             "roles"
         };
         let name = object_name(object);
+        // `escalate` is asked as the request is addressed: a create names no object (so an
+        // `escalate` limited to some resourceNames only covers updates of those).
+        let addressed = if old.is_some() { name.as_str() } else { "" };
         if is_superuser(admission)
-            || holds_verb_on_role(&policy, admission, "escalate", plural, &name)
+            || holds_verb_on_role(&policy, admission, "escalate", plural, addressed)
         {
             return Ok(());
         }

@@ -18,8 +18,12 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::PostParams;
 use kube::{Api, Client};
 
-/// Entries kept at most per cache; past it, expired entries go, then everything.
+/// Entries kept at most per cache; past it, expired entries go, then the oldest.
 const CACHE_CAPACITY: usize = 10_000;
+
+/// Reviews in flight towards the cluster at once, per kind: a flood of unknown tokens or
+/// distinct requests waits here instead of flooding kube-apiserver.
+const MAX_REVIEWS_IN_FLIGHT: usize = 32;
 
 /// A map whose entries expire.
 struct TtlCache<K, V> {
@@ -74,6 +78,7 @@ pub struct DelegatedAuthentication {
     ttl: Duration,
     /// By the token's SHA-256: the cache holds no credentials and its keys have a fixed size.
     cache: TtlCache<Vec<u8>, Option<UserIdentity>>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl DelegatedAuthentication {
@@ -82,6 +87,7 @@ impl DelegatedAuthentication {
             client,
             ttl,
             cache: TtlCache::new(),
+            in_flight: tokio::sync::Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
         }
     }
 }
@@ -95,6 +101,11 @@ impl apiserver::auth::TokenReviewer for DelegatedAuthentication {
         let key = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
             .as_ref()
             .to_vec();
+        if let Some(known) = self.cache.get(&key) {
+            return Ok(known);
+        }
+        let _permit = self.in_flight.acquire().await.map_err(|e| e.to_string())?;
+        // Someone may have asked the same while this waited.
         if let Some(known) = self.cache.get(&key) {
             return Ok(known);
         }
@@ -126,6 +137,7 @@ pub struct DelegatedAuthorization {
     allowed_ttl: Duration,
     denied_ttl: Duration,
     cache: TtlCache<String, Decision>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl DelegatedAuthorization {
@@ -135,6 +147,7 @@ impl DelegatedAuthorization {
             allowed_ttl,
             denied_ttl,
             cache: TtlCache::new(),
+            in_flight: tokio::sync::Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
         }
     }
 
@@ -174,6 +187,12 @@ impl apiserver::Authorizer for DelegatedAuthorization {
     async fn authorize(&self, attributes: &Attributes) -> Decision {
         let review = Self::review_of(attributes);
         let key = serde_json::to_string(&review.spec).unwrap_or_default();
+        if let Some(decision) = self.cache.get(&key) {
+            return decision;
+        }
+        let Ok(_permit) = self.in_flight.acquire().await else {
+            return Decision::Deny("authorization is shutting down".into());
+        };
         if let Some(decision) = self.cache.get(&key) {
             return decision;
         }

@@ -822,3 +822,103 @@ async fn applying_an_object_that_does_not_exist_needs_the_right_to_create_it() -
     assert_eq!(response.status().as_u16(), 400);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_requesters_identity_reaches_the_broker_as_the_originating_identity()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let _up = test_support::service_catalog_up(&data, &[]).await?;
+    let admin = data.join("kubeconfig");
+    let output = std::process::Command::new(BINARY)
+        .args(["kubeconfig", "--data-dir"])
+        .arg(&data)
+        .args(["--user", "alice", "--group", "team-a"])
+        .output()?;
+    anyhow::ensure!(output.status.success(), "service-catalog kubeconfig failed");
+    let alice = dir.path().join("alice.kubeconfig");
+    std::fs::write(&alice, &output.stdout)?;
+    ok(&admin, &["create", "namespace", "team-a"])?;
+    ok(
+        &admin,
+        &[
+            "create",
+            "rolebinding",
+            "users",
+            "-n",
+            "team-a",
+            "--clusterrole=servicecatalog.k8s.io:user",
+            "--group=team-a",
+        ],
+    )?;
+    let instance = dir.path().join("instance.yaml");
+    std::fs::write(
+        &instance,
+        "apiVersion: servicecatalog.k8s.io/v1beta1\nkind: ServiceInstance\nmetadata:\n  name: db\n  namespace: team-a\nspec:\n  clusterServiceClassExternalName: user-provided-service\n  clusterServicePlanExternalName: default\n",
+    )?;
+    // The user's own kubectl, with only the user role.
+    ok(&alice, &["create", "-f", &instance.to_string_lossy()])?;
+    ok(
+        &alice,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "serviceinstance/db",
+            "-n",
+            "team-a",
+            "--timeout=60s",
+        ],
+    )?;
+    let recorded = ok(
+        &alice,
+        &[
+            "get",
+            "serviceinstance",
+            "db",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.spec.userInfo.username} {.spec.userInfo.groups}",
+        ],
+    )?;
+    assert_eq!(
+        recorded.trim(),
+        r#"alice ["team-a","system:authenticated"]"#
+    );
+    // What the controller (as itself) sent the broker names alice, not the controller.
+    let broker = ok(
+        &admin,
+        &[
+            "get",
+            "clusterservicebroker",
+            "demo",
+            "-o",
+            "jsonpath={.spec.url}",
+        ],
+    )?;
+    let requests: Value = reqwest::get(format!("{}/admin/requests", broker.trim_end_matches('/')))
+        .await?
+        .json()
+        .await?;
+    let provision = requests
+        .as_array()
+        .and_then(|r| {
+            r.iter().find(|r| {
+                r["method"] == "PUT"
+                    && r["path"]
+                        .as_str()
+                        .is_some_and(|p| p.contains("/v2/service_instances/"))
+            })
+        })
+        .context("the broker saw no provision")?;
+    assert_eq!(provision["originating_identity"]["platform"], "kubernetes");
+    assert_eq!(
+        provision["originating_identity"]["value"]["username"],
+        "alice"
+    );
+    assert_eq!(
+        provision["originating_identity"]["value"]["groups"],
+        json!(["team-a", "system:authenticated"])
+    );
+    Ok(())
+}
