@@ -1,11 +1,13 @@
-//! `service-catalog`: the product's one binary. Its roles grow with the project; today:
+//! `service-catalog`: the product's one binary, in roles:
 //!
-//! - `service-catalog demo`: start the reference broker on a free loopback port and show its
-//!   catalog through the OSB client — the first thing to run on a fresh machine.
-//! - `service-catalog catalog --url URL`: show any broker's catalog.
-//! - `service-catalog apiserver`: the Kubernetes-compatible API server on an embedded SQLite
-//!   store (standalone mode; today it serves the core slice: Namespaces, Secrets, ConfigMaps,
-//!   Events, Leases).
+//! - `up`: API server, controller manager and demo broker in one process (the laptop's).
+//! - `apiserver`: the Kubernetes-compatible API server. Standalone (SQLite or etcd; the core
+//!   slice, RBAC and the catalog; its own tokens, client CA and RBAC), or `--aggregated` behind
+//!   kube-apiserver (the catalog only; front proxy, TokenReview, SubjectAccessReview — see
+//!   `delegation`).
+//! - `controller-manager`: the controllers, against any kubeconfig.
+//! - `kubeconfig`: a client certificate from a standalone server's CA, for a user.
+//! - `demo`, `catalog --url URL`: the reference broker, and any broker's catalog.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
