@@ -53,7 +53,7 @@ impl Admission<'_> {
 impl Admission<'_> {
     /// The RBAC policy as of now, when RBAC decides (`None` otherwise).
     pub async fn rbac_policy(&self) -> Option<Arc<crate::authz::Policy>> {
-        if !self.rest.rbac_enforced {
+        if !self.rest.rbac_enforced() {
             return None;
         }
         Some(self.rest.rbac_policy(true).await)

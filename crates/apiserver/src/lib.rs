@@ -99,7 +99,6 @@ impl ApiServer {
     pub fn with_authorization(mut self, authorization: Authorization) -> Self {
         if matches!(authorization, Authorization::Rbac) {
             self.bootstrap_objects.splice(0..0, authz::default_policy());
-            self.rest.rbac_enforced = true;
         }
         self.rest.authorization = authorization;
         self
@@ -409,7 +408,7 @@ async fn guard(
     // The handlers see percent-decoded paths; authorization must judge the same path. An
     // encoded `/` would make the two disagree on where segments end, and no Kubernetes name
     // contains one: refused.
-    if raw_path.to_ascii_lowercase().contains("%2f") {
+    if raw_path.contains("%2F") || raw_path.contains("%2f") {
         return ApiError::bad_request("the request path must not contain an encoded '/' (%2F)")
             .into_response();
     }
@@ -582,7 +581,7 @@ async fn self_subject_rules_review(
             .and_then(|v| v.as_str())
             .unwrap_or_default()
             .to_owned();
-        let status = if server.rest.rbac_enforced {
+        let status = if server.rest.rbac_enforced() {
             let policy = server.rest.rbac_policy(false).await;
             let (resource_rules, non_resource_rules) = policy.rules_for(&user, &namespace);
             json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false})

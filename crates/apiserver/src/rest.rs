@@ -45,8 +45,6 @@ pub struct Rest {
     pub shutting_down: tokio::sync::watch::Sender<bool>,
     /// How requests are authorized.
     pub authorization: crate::authz::Authorization,
-    /// RBAC decides (the RBAC kinds' admission then also refuses escalation).
-    pub rbac_enforced: bool,
     /// The compiled RBAC policy and the cache revisions it was compiled at.
     policy: std::sync::Mutex<Option<(Vec<Revision>, Arc<crate::authz::Policy>)>>,
 }
@@ -78,7 +76,6 @@ impl Rest {
             caches: OnceLock::new(),
             shutting_down: tokio::sync::watch::Sender::new(false),
             authorization: crate::authz::Authorization::default(),
-            rbac_enforced: false,
             policy: std::sync::Mutex::new(None),
         }
     }
@@ -733,6 +730,11 @@ impl Rest {
         ));
         *compiled = Some((revisions, policy.clone()));
         policy
+    }
+
+    /// Whether RBAC decides (the RBAC kinds' admission then also refuses escalation).
+    pub fn rbac_enforced(&self) -> bool {
+        matches!(self.authorization, crate::authz::Authorization::Rbac)
     }
 
     /// Whether `attributes` may proceed.

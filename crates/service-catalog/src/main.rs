@@ -444,48 +444,33 @@ async fn prepare_apiserver(
     } else {
         Some(serving_files(data_dir, listen, tls)?)
     };
-    let standalone = !auth.aggregated;
-    let (mut authenticator, mut client_roots, identities) = if standalone {
-        standalone_authentication(data_dir, auth, serving.as_ref())?
+    let mut access = if auth.aggregated {
+        aggregated_access(auth).await?
     } else {
-        (apiserver::Authenticator::default(), Vec::new(), None)
+        standalone_access(data_dir, auth, serving.as_ref())?
     };
-    authenticator.set_anonymous(auth.anonymous_auth);
+    access.authenticator.set_anonymous(auth.anonymous_auth);
     if plain_http {
         // kube-apiserver's former insecure port: kubectl sends no credentials over plain
         // HTTP, so on this loopback-only port a request without them is an administrator.
-        authenticator.set_user_without_credentials(apiserver::UserIdentity::new(
-            "system:insecure-loopback",
-            &["system:masters"],
-        ));
+        access
+            .authenticator
+            .set_user_without_credentials(apiserver::UserIdentity::new(
+                "system:insecure-loopback",
+                &["system:masters"],
+            ));
     }
-    let authorization = if standalone {
-        apiserver::Authorization::Rbac
-    } else {
-        let (authorization, roots) = delegate(&mut authenticator, auth).await?;
-        client_roots = roots;
-        authorization
-    };
-    let registry = if standalone {
-        catalog_registry::standalone()
-    } else {
-        catalog_registry::aggregated()
-    };
     let store = storage.open(data_dir).await?;
-    let mut server = apiserver::ApiServer::new(store, registry)?;
+    let mut server = apiserver::ApiServer::new(store, access.registry)?;
     if plain_http {
         server = server.with_loopback_hosts_only();
     }
     let server = Arc::new(
         server
-            .with_authenticator(authenticator)
-            .with_authorization(authorization)
-            .with_bootstrap_objects(if standalone {
-                catalog_registry::roles::default_policy()
-            } else {
-                Vec::new()
-            })
-            .with_client_roots(client_roots)
+            .with_authenticator(access.authenticator)
+            .with_authorization(access.authorization)
+            .with_bootstrap_objects(access.bootstrap_objects)
+            .with_client_roots(access.client_roots)
             .with_limits(tls_serve::ServeLimits {
                 header_read_timeout: auth.request_header_timeout,
                 ..Default::default()
@@ -502,7 +487,7 @@ async fn prepare_apiserver(
     let scheme = if serving.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{address}");
     let ca = serving.as_ref().and_then(|(_, ca)| ca.as_deref());
-    let kubeconfig = match identities {
+    let kubeconfig = match access.identities {
         Some(identities) => {
             write_kubeconfig(
                 &data_dir.join("controller.kubeconfig"),
@@ -560,18 +545,27 @@ struct BootstrapIdentities {
     controller_token: String,
 }
 
-/// Standalone authentication: the generated tokens (admin, controller manager), the
-/// operator's token file, and client certificates of the client CA.
-#[allow(clippy::type_complexity)]
-fn standalone_authentication(
+/// What a mode serves and who may use it.
+struct Access {
+    registry: apiserver::Registry,
+    authenticator: apiserver::Authenticator,
+    authorization: apiserver::Authorization,
+    /// Objects created at start (the default roles).
+    bootstrap_objects: Vec<serde_json::Value>,
+    /// CAs whose client certificates the TLS handshake accepts.
+    client_roots: Vec<tls_serve::rustls::pki_types::CertificateDer<'static>>,
+    /// The server's own users (standalone mode), for the kubeconfigs it writes.
+    identities: Option<BootstrapIdentities>,
+}
+
+/// Standalone mode: the core slice, RBAC and the catalog; the generated tokens (admin,
+/// controller manager), the operator's token file, and client certificates of the client CA;
+/// RBAC with the default roles.
+fn standalone_access(
     data_dir: &std::path::Path,
     auth: &AuthArgs,
     serving: Option<&(tls_serve::TlsFiles, Option<String>)>,
-) -> anyhow::Result<(
-    apiserver::Authenticator,
-    Vec<tls_serve::rustls::pki_types::CertificateDer<'static>>,
-    Option<BootstrapIdentities>,
-)> {
+) -> anyhow::Result<Access> {
     let identities = bootstrap_tokens(data_dir)?;
     let mut authenticator = apiserver::Authenticator::default();
     authenticator.add_token_file(&data_dir.join("tokens.csv"))?;
@@ -595,19 +589,20 @@ fn standalone_authentication(
         roots = tls_serve::read_certificates(&file)?;
         authenticator.set_client_ca(tls_serve::client_verifier(&roots)?);
     }
-    Ok((authenticator, roots, Some(identities)))
+    Ok(Access {
+        registry: catalog_registry::standalone(),
+        authenticator,
+        authorization: apiserver::Authorization::Rbac,
+        bootstrap_objects: catalog_registry::roles::default_policy(),
+        client_roots: roots,
+        identities: Some(identities),
+    })
 }
 
-/// Aggregated mode: the front proxy, client certificates of the cluster's client CA, and
-/// TokenReview / SubjectAccessReview against the cluster. Returns the authorization and the
-/// CAs the TLS handshake must accept.
-async fn delegate(
-    authenticator: &mut apiserver::Authenticator,
-    auth: &AuthArgs,
-) -> anyhow::Result<(
-    apiserver::Authorization,
-    Vec<tls_serve::rustls::pki_types::CertificateDer<'static>>,
-)> {
+/// Aggregated mode: the catalog only; the front proxy, client certificates of the cluster's
+/// client CA, and TokenReview / SubjectAccessReview against the cluster.
+async fn aggregated_access(auth: &AuthArgs) -> anyhow::Result<Access> {
+    let mut authenticator = apiserver::Authenticator::default();
     let client = kube_client(auth.authentication_kubeconfig.as_deref())
         .await
         .context("the delegated authentication's kubeconfig")?;
@@ -681,10 +676,14 @@ async fn delegate(
         auth.authorization_webhook_cache_authorized_ttl,
         auth.authorization_webhook_cache_unauthorized_ttl,
     );
-    Ok((
-        apiserver::Authorization::Delegated(Arc::new(authorizer)),
-        roots,
-    ))
+    Ok(Access {
+        registry: catalog_registry::aggregated(),
+        authenticator,
+        authorization: apiserver::Authorization::Delegated(Arc::new(authorizer)),
+        bootstrap_objects: Vec::new(),
+        client_roots: roots,
+        identities: None,
+    })
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {

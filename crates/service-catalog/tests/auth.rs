@@ -26,6 +26,24 @@ struct Users {
     bob: PathBuf,
 }
 
+/// `service-catalog kubeconfig` for alice (group team-a) from the server's CA in `data`,
+/// written to `<dir>/alice.kubeconfig`.
+fn alice_kubeconfig(data: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let output = std::process::Command::new(BINARY)
+        .args(["kubeconfig", "--data-dir"])
+        .arg(data)
+        .args(["--user", "alice", "--group", "team-a"])
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "service-catalog kubeconfig: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = dir.join("alice.kubeconfig");
+    std::fs::write(&path, &output.stdout)?;
+    Ok(path)
+}
+
 async fn start_users(extra: &[&str]) -> anyhow::Result<Users> {
     let dir = tempfile::tempdir()?;
     let tokens = dir.path().join("tokens.csv");
@@ -41,18 +59,7 @@ async fn start_users(extra: &[&str]) -> anyhow::Result<Users> {
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let process = ServerProcess::start(BINARY, &arg_refs).await?;
     let admin = data.join("kubeconfig");
-    let alice = dir.path().join("alice.kubeconfig");
-    let output = std::process::Command::new(BINARY)
-        .args(["kubeconfig", "--data-dir"])
-        .arg(&data)
-        .args(["--user", "alice", "--group", "team-a"])
-        .output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "service-catalog kubeconfig: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::fs::write(&alice, &output.stdout)?;
+    let alice = alice_kubeconfig(&data, dir.path())?;
     // bob: the admin's kubeconfig with bob's token instead.
     let bob = dir.path().join("bob.kubeconfig");
     let admin_text = std::fs::read_to_string(&admin)?;
@@ -830,14 +837,7 @@ async fn the_requesters_identity_reaches_the_broker_as_the_originating_identity(
     let data = dir.path().join("data");
     let _up = test_support::service_catalog_up(&data, &[]).await?;
     let admin = data.join("kubeconfig");
-    let output = std::process::Command::new(BINARY)
-        .args(["kubeconfig", "--data-dir"])
-        .arg(&data)
-        .args(["--user", "alice", "--group", "team-a"])
-        .output()?;
-    anyhow::ensure!(output.status.success(), "service-catalog kubeconfig failed");
-    let alice = dir.path().join("alice.kubeconfig");
-    std::fs::write(&alice, &output.stdout)?;
+    let alice = alice_kubeconfig(&data, dir.path())?;
     ok(&admin, &["create", "namespace", "team-a"])?;
     ok(
         &admin,
@@ -920,5 +920,34 @@ async fn the_requesters_identity_reaches_the_broker_as_the_originating_identity(
         provision["originating_identity"]["value"]["groups"],
         json!(["team-a", "system:authenticated"])
     );
+    Ok(())
+}
+
+#[test]
+fn bad_credential_files_stop_the_server_naming_the_problem() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "good-token,carol,c1\nshort,line\n")?;
+    let data = dir.path().join("data");
+    let output = std::process::Command::new(BINARY)
+        .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .arg("--token-auth-file")
+        .arg(&tokens)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("tokens.csv: line 2: expected token,user,uid"),
+        "{stderr}"
+    );
+    // A user's kubeconfig needs the server's generated CA.
+    let output = std::process::Command::new(BINARY)
+        .args(["kubeconfig", "--user", "alice", "--data-dir"])
+        .arg(dir.path().join("nowhere"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("no generated CA in"), "{stderr}");
     Ok(())
 }
