@@ -304,7 +304,7 @@ impl ApiServer {
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
                 REQUEST_BODY_TIMEOUT,
             ))
-            .layer(axum::middleware::map_response(too_large_as_status))
+            .layer(axum::middleware::from_fn(too_large_as_status))
             .layer(axum::middleware::from_fn_with_state(self.clone(), guard))
             .with_state(self)
     }
@@ -762,7 +762,12 @@ pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
 
 /// A body over the limit is refused by axum's extractor with plain text; clients expect a
 /// Kubernetes `Status`, worded as kube-apiserver words it.
-async fn too_large_as_status(response: Response) -> Response {
+async fn too_large_as_status(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let http1 = request.version() < axum::http::Version::HTTP_2;
+    let response = next.run(request).await;
     let is_json = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
@@ -771,12 +776,22 @@ async fn too_large_as_status(response: Response) -> Response {
     if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
         return response;
     }
-    ApiError::new(
+    let mut refusal = ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "RequestEntityTooLarge",
         format!("Request entity too large: limit is {MAX_REQUEST_BODY}"),
     )
-    .into_response()
+    .into_response();
+    // The rest of an HTTP/1 body is never read, so the connection cannot carry another
+    // request; saying so keeps a client from sending its next request down a connection that
+    // is about to close (reqwest did, and lost that request). HTTP/2 resets only the stream.
+    if http1 {
+        refusal.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    refusal
 }
 
 async fn core_rest(

@@ -496,6 +496,22 @@ async fn hostile_bodies_get_clear_statuses_and_the_server_stays_up() -> anyhow::
         status["message"],
         "Request entity too large: limit is 3145728"
     );
+    // The unread rest of the body ends the connection, and the answer says so (a client must
+    // not send its next request down it).
+    let refused = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(configmap("too-big-again", 4 * 1024 * 1024))
+        .send()
+        .await?;
+    assert_eq!(refused.status().as_u16(), 413);
+    assert_eq!(
+        refused
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
 
     // JSON nested past any sane depth, and bytes that are not UTF-8: 400s that say why.
     let mut nested = br#"{"metadata": {"name": "nested"}, "data": "#.to_vec();
